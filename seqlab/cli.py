@@ -1,0 +1,45 @@
+"""``seqlab <verb> [hydra overrides]``: a small dispatcher in front of the Hydra entry points."""
+
+from __future__ import annotations
+
+import sys
+
+VERBS = {
+    "train": ("seqlab.train", "train a model (seqlab train task=translation model=lstm_attn)"),
+    "eval": ("seqlab.evaluate", "evaluate a checkpoint (seqlab eval ckpt_path=... split=val)"),
+    "predict": ("seqlab.predict", "run a checkpoint on inputs (seqlab predict ckpt_path=... input=...)"),
+}
+
+USAGE = """usage: seqlab <verb> [overrides ...] [--help] [-m]
+
+verbs:
+{verbs}
+
+Each verb is a Hydra application: `seqlab <verb> --help` lists its config groups and options,
+`seqlab train -m model=gru,lstm_attn` runs a sweep. Examples:
+  seqlab train                                  # translator on bundled Multi30k (de->en)
+  seqlab train model=gru_attn trainer=debug     # a one-minute check
+  seqlab eval ckpt_path=outputs/.../checkpoints/best.pt decode.strategy=beam
+  seqlab predict ckpt_path=outputs/.../checkpoints/best.pt input="ein mann fährt fahrrad ."
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbs = "\n".join(f"  {name:<8} {help_}" for name, (_, help_) in VERBS.items())
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE.format(verbs=verbs))
+        sys.exit(0 if argv else 2)
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"seqlab: unknown verb {verb!r}; choose one of: {', '.join(VERBS)}", file=sys.stderr)
+        sys.exit(2)
+    import importlib
+
+    module = importlib.import_module(VERBS[verb][0])
+    sys.argv = [f"seqlab {verb}", *rest]
+    module.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""Typed config schemas (Hydra structured configs) and the ``seqlab.asset`` resolver.
+
+Every YAML file in ``conf/`` starts from one of these schemas through its defaults list, so a
+misspelt key (``model.hiden_size=3``) or value (``model.cell=gur``) fails at compose time with
+Hydra's own message. Modules never receive a DictConfig: ``to_spec`` turns a node into the plain
+dataclass instance below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def asset_path(relative: str) -> str:
+    """Absolute path of a file bundled with the package (``${seqlab.asset:multi30k/...}``)."""
+    return str(ASSETS / relative)
+
+
+if not OmegaConf.has_resolver("seqlab.asset"):
+    OmegaConf.register_new_resolver("seqlab.asset", asset_path)
+
+
+# ----------------------------------------------------------------------------------------- model
+class Cell(str, Enum):
+    rnn = "rnn"
+    gru = "gru"
+    lstm = "lstm"
+
+
+class Attention(str, Enum):
+    none = "none"
+    additive = "additive"
+    dot = "dot"
+    general = "general"
+
+
+class AttentionStyle(str, Enum):
+    """Where attention sits in the decoder.
+
+    ``luong``: score with the *new* decoder state, attentional vector ``tanh(W[h; c])`` feeds the
+    output layer (and the next step's input when ``input_feeding``): JoeyNMT/OpenNMT-py.
+    ``bahdanau``: score with the *previous* state, the context enters the recurrence.
+    """
+
+    luong = "luong"
+    bahdanau = "bahdanau"
+
+
+class DecoderInit(str, Enum):
+    copy = "copy"  # encoder's final state copied into the decoder (Sutskever et al. 2014)
+    bridge = "bridge"  # tanh(W h_enc): a learned projection of it
+    zeros = "zeros"
+
+
+@dataclass
+class ModelConfig:
+    """Architecture knobs shared by every task; the task decides which network they build."""
+
+    name: str = "lstm_attn"
+    cell: Cell = Cell.lstm
+    emb_size: int = 256
+    hidden_size: int = 512  # encoder state size (split over directions) and decoder size
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.3
+    attention: Attention = Attention.additive
+    attention_style: AttentionStyle = AttentionStyle.luong
+    input_feeding: bool = True
+    decoder_init: DecoderInit = DecoderInit.bridge
+    # Cho et al. 2014: a fixed context vector (the encoder summary) enters every decoder step,
+    # and the initial state is a separate projection of it. Only with attention=none.
+    fixed_context: bool = False
+    tie_embeddings: bool = False
+    init_range: float = 0.1  # uniform(-r, r) init (OpenNMT-py); 0 keeps PyTorch's defaults
+
+
+# ------------------------------------------------------------------------------------------- data
+class TextFormat(str, Enum):
+    text = "text"  # one sentence per line, one file per side
+    tsv = "tsv"
+    csv = "csv"
+    jsonl = "jsonl"
+    hub = "hub"
+
+
+class Tokenizer(str, Enum):
+    space = "space"  # pre-tokenised text: split on whitespace
+    word = "word"  # words and punctuation (regex)
+    char = "char"
+
+
+@dataclass
+class SplitFiles:
+    src: str | None = None  # format=text: source-side file
+    tgt: str | None = None  # format=text: target-side file
+    path: str | None = None  # format=tsv|csv|jsonl: one table with both columns
+
+
+@dataclass
+class ParallelDataConfig:
+    _target_: str = "seqlab.data.text.load_parallel"
+    format: TextFormat = TextFormat.text
+    name: str | None = None  # hub dataset name (format=hub)
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    src_column: str | None = None  # defaults to src_lang
+    tgt_column: str | None = None  # defaults to tgt_lang
+    train: SplitFiles = field(default_factory=SplitFiles)
+    val: SplitFiles = field(default_factory=SplitFiles)
+    test: SplitFiles = field(default_factory=SplitFiles)
+    tokenizer: Tokenizer = Tokenizer.space
+    lowercase: bool = False
+
+
+# ------------------------------------------------------------------------------------------- task
+class Strategy(str, Enum):
+    greedy = "greedy"
+    beam = "beam"
+    sample = "sample"
+
+
+@dataclass
+class DecodeConfig:
+    strategy: Strategy = Strategy.greedy
+    beam_size: int = 5
+    length_penalty: float = 1.0  # GNMT alpha; 0 = raw log-probability
+    max_len: int = 100
+    temperature: float = 1.0  # strategy=sample
+    top_k: int = 0  # strategy=sample; 0 = full distribution
+    batch_size: int = 64
+
+
+@dataclass
+class VocabConfig:
+    min_freq: int = 2
+    max_size: int = 50000
+    shared: bool = False  # one vocabulary for source and target
+
+
+@dataclass
+class TranslationTaskConfig:
+    _target_: str = "seqlab.tasks.translation.TranslationTask"
+    _partial_: bool = True
+    name: str = "translation"
+    monitor: str = "val/bleu"
+    monitor_mode: str = "max"
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    teacher_forcing: float = 1.0
+    label_smoothing: float = 0.0
+    max_src_len: int = 100  # longer training pairs are dropped (and counted in the log)
+    max_tgt_len: int = 100
+    val_decode: DecodeConfig = field(default_factory=DecodeConfig)
+    num_samples: int = 3  # validation sentences shown as text and attention maps
+    loss_norm: str = "sentences"  # sentences | tokens: what the summed loss is divided by
+
+
+# -------------------------------------------------------------------------------------- optimizer
+@dataclass
+class AdamConfig:
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+
+@dataclass
+class SchedulerConfig:
+    """``_target_`` builds the scheduler from the optimizer; ``interval`` says when it steps."""
+
+    _target_: str | None = None
+    _partial_: bool = True
+    interval: str = "step"  # step | val ("val" steps after each validation, with the metric)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------- trainer
+class Precision(str, Enum):
+    auto = "auto"  # fp16 autocast on CUDA, fp32 on CPU
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    max_steps: int = -1  # -1: no limit
+    batch_size: int = 64  # sentences per update
+    bucket: bool = True  # length-sorted pools: little padding, same order given the seed
+    bucket_pool: int = 50  # pool = bucket_pool * batch_size examples sorted by length
+    grad_clip: float = 1.0  # max gradient norm; 0 disables (the norm is logged either way)
+    val_every_steps: int = 0  # 0: validate at the end of each epoch
+    log_every: int = 25
+    early_stopping_patience: int = 0  # validations without improvement; 0 disables
+    precision: Precision = Precision.auto
+    device: str = "auto"
+    progress_bar: bool = True
+    save_last_every_steps: int = 0  # also write last.pt every N steps (0: at validations only)
+    num_threads: int = 0  # torch intra-op threads; 0 keeps PyTorch's choice
+    limit_train: int | None = None  # train on the first N examples only (debug runs)
+    limit_eval: int | None = None  # evaluate on the first N examples of a split only
+
+
+@dataclass
+class LoggerConfig:
+    tensorboard: bool = True
+    flush_secs: int = 30
+
+
+def register_schemas() -> None:
+    """Store the schemas so that ``conf/<group>/*.yaml`` can extend them by name."""
+    cs = ConfigStore.instance()
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="data", name="parallel_schema", node=ParallelDataConfig)
+    cs.store(group="task", name="translation_schema", node=TranslationTaskConfig)
+    cs.store(group="optimizer", name="adam_schema", node=AdamConfig)
+    cs.store(group="scheduler", name="scheduler_schema", node=SchedulerConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+
+
+def to_spec(node: Any) -> Any:
+    """A composed config node as its plain dataclass (or dict), never a DictConfig."""
+    return OmegaConf.to_object(node)

@@ -1,0 +1,237 @@
+"""Text corpora through Hugging Face ``datasets``: bundled files, the user's files, or the hub.
+
+Every source ends as a ``TextCorpus``: one ``datasets.Dataset`` per split with ``src``/``tgt``
+string columns. Files are checked before they are handed to ``datasets`` so that a problem is
+reported with its file and line (non-UTF-8 bytes, an empty file, sides of different lengths).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+
+from seqlab.errors import DataError
+
+log = logging.getLogger(__name__)
+datasets.disable_progress_bars()  # seqlab logs what it reads; no per-split bars
+datasets.logging.set_verbosity_error()
+
+EVAL_SPLITS = ("val", "test")
+HUB_SPLIT_NAMES = {"train": ("train",), "val": ("validation", "valid", "dev", "val"), "test": ("test",)}
+
+_WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def tokenizer_fn(kind: str) -> Callable[[str], list[str]]:
+    """``space``: split on whitespace; ``word``: words and punctuation marks; ``char``: characters."""
+    kind = getattr(kind, "value", kind)
+    if kind == "space":
+        return str.split
+    if kind == "word":
+        return _WORD_RE.findall
+    if kind == "char":
+        return list
+    raise ValueError(f"unknown tokenizer {kind!r} (space, word, char)")
+
+
+def detokenize(tokens: list[str], kind: str) -> str:
+    """Inverse of the tokenizer, as far as it goes (used for BLEU on the text a person reads)."""
+    kind = getattr(kind, "value", kind)
+    return "".join(tokens) if kind == "char" else " ".join(tokens)
+
+
+@dataclass
+class TextCorpus:
+    """Raw parallel text: ``splits[name]`` has ``src`` and ``tgt`` columns of strings."""
+
+    splits: dict[str, datasets.Dataset]
+    src_lang: str
+    tgt_lang: str
+    tokenizer: str
+    lowercase: bool
+    fingerprint: str  # changes whenever the content or its reading changes (tokenised cache key)
+
+    def tokenize(self, text: str) -> list[str]:
+        return tokenizer_fn(self.tokenizer)(text.lower() if self.lowercase else text)
+
+
+def column(ds: datasets.Dataset, name: str) -> list:
+    """A whole column as a Python list, in one Arrow read (iterating ``ds[name]`` reads row by row)."""
+    return ds.data.column(name).to_pylist()
+
+
+# ------------------------------------------------------------------------------- file checking
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def check_text_file(path: str | os.PathLike, key: str) -> int:
+    """Count the lines of a UTF-8 text file (``.gz`` allowed), or raise naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{key}: file not found: {path}")
+    n = 0
+    try:
+        with _open_binary(path) as f:
+            for n, raw in enumerate(f, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(
+                        f"{path}:{n}: not UTF-8 text ({e.reason} at byte {e.start} of the line); "
+                        f"re-encode the file as UTF-8 ({key})"
+                    ) from None
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot read ({e}) ({key})") from None
+    if n == 0:
+        raise DataError(f"{path}: the file is empty ({key})")
+    return n
+
+
+def _file_digest(paths: list[Path]) -> str:
+    h = hashlib.sha1()
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _drop_empty(ds: datasets.Dataset, where: str) -> datasets.Dataset:
+    """Drop pairs with an empty side, saying how many (nothing disappears silently)."""
+    empty = [i for i, (s, t) in enumerate(zip(column(ds, "src"), column(ds, "tgt"), strict=True)) if not (s.strip() and t.strip())]
+    if empty:
+        log.warning(
+            "%s: dropped %d pair(s) with an empty side (first at line %d)", where, len(empty), empty[0] + 1
+        )
+        gone = set(empty)
+        ds = ds.select([i for i in range(len(ds)) if i not in gone])
+    if len(ds) == 0:
+        raise DataError(f"{where}: no non-empty sentence pairs")
+    return ds
+
+
+# ------------------------------------------------------------------------------------- loaders
+def _load_text_pair(split: str, src: str, tgt: str) -> tuple[datasets.Dataset, list[Path]]:
+    n_src = check_text_file(src, f"data.{split}.src")
+    n_tgt = check_text_file(tgt, f"data.{split}.tgt")
+    if n_src != n_tgt:
+        raise DataError(
+            f"data.{split}: parallel files have different lengths: {src} has {n_src} lines, "
+            f"{tgt} has {n_tgt}; line i of each must be a translation of the other"
+        )
+    sides = {}
+    for col, path in (("src", src), ("tgt", tgt)):
+        ds = datasets.load_dataset("text", data_files={split: str(path)}, split=split)
+        sides[col] = column(ds, "text")
+    if len(sides["src"]) != len(sides["tgt"]):  # e.g. a lone carriage return splitting a line
+        raise DataError(
+            f"data.{split}: {src} and {tgt} read as {len(sides['src'])} and {len(sides['tgt'])} "
+            "lines; check for stray carriage returns"
+        )
+    ds = datasets.Dataset.from_dict(sides)
+    return _drop_empty(ds, f"data.{split} ({src})"), [Path(src), Path(tgt)]
+
+
+def _load_table(split: str, path: str, fmt: str, src_col: str, tgt_col: str):
+    check_text_file(path, f"data.{split}.path")
+    builder, kwargs = {"tsv": ("csv", {"delimiter": "\t"}), "csv": ("csv", {}), "jsonl": ("json", {})}[fmt]
+    if fmt == "tsv":
+        kwargs["quoting"] = 3  # csv.QUOTE_NONE: quotes are text in TSV
+    try:
+        ds = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, **kwargs)
+    except Exception as e:  # pyarrow / json parse errors carry the row in their message
+        raise DataError(f"{path}: cannot parse as {fmt}: {e}") from None
+    missing = [c for c in (src_col, tgt_col) if c not in ds.column_names]
+    if missing:
+        raise DataError(
+            f"{path}: no column {missing[0]!r} (columns: {', '.join(ds.column_names)}); "
+            "set data.src_column / data.tgt_column"
+        )
+    ds = ds.select_columns([src_col, tgt_col])
+    ds = datasets.Dataset.from_dict(
+        {"src": [str(x or "") for x in column(ds, src_col)], "tgt": [str(x or "") for x in column(ds, tgt_col)]}
+    )
+    return _drop_empty(ds, f"data.{split} ({path})"), [Path(path)]
+
+
+def _load_hub(name: str, src_col: str, tgt_col: str) -> dict[str, datasets.Dataset]:
+    try:
+        dd = datasets.load_dataset(name)
+    except Exception as e:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+        hint = (
+            "offline mode is on (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)"
+            if offline
+            else "is the hub reachable from this machine?"
+        )
+        raise DataError(
+            f"data.name={name!r}: cannot load the hub dataset ({type(e).__name__}: {e}); {hint} "
+            "Without a network use the bundled data (data=multi30k) or your own files "
+            "(data=parallel_files or data=table_files)."
+        ) from None
+    splits = {}
+    for ours, theirs in HUB_SPLIT_NAMES.items():
+        found = next((s for s in theirs if s in dd), None)
+        if found is None:
+            continue
+        ds = dd[found]
+        for c in (src_col, tgt_col):
+            if c not in ds.column_names:
+                raise DataError(f"data.name={name!r}: split {found!r} has no column {c!r} ({ds.column_names})")
+        ds = datasets.Dataset.from_dict({"src": column(ds, src_col), "tgt": column(ds, tgt_col)})
+        splits[ours] = _drop_empty(ds, f"{name}[{found}]")
+    return splits
+
+
+def load_parallel(
+    format: str = "text",
+    name: str | None = None,
+    src_lang: str = "de",
+    tgt_lang: str = "en",
+    src_column: str | None = None,
+    tgt_column: str | None = None,
+    train: dict | None = None,
+    val: dict | None = None,
+    test: dict | None = None,
+    tokenizer: str = "space",
+    lowercase: bool = False,
+) -> TextCorpus:
+    """Read a parallel corpus (train, val and optionally test) into a ``TextCorpus``."""
+    fmt = getattr(format, "value", format)
+    tok = getattr(tokenizer, "value", tokenizer)
+    src_col, tgt_col = src_column or src_lang, tgt_column or tgt_lang
+    files: dict[str, dict] = {"train": train or {}, "val": val or {}, "test": test or {}}
+    splits: dict[str, datasets.Dataset] = {}
+    paths: list[Path] = []
+    if fmt == "hub":
+        if not name:
+            raise DataError("data.name: a hub dataset name is required with data.format=hub")
+        splits = _load_hub(name, src_col, tgt_col)
+        origin = name
+    else:
+        for split, spec in files.items():
+            if fmt == "text":
+                if not spec.get("src") and not spec.get("tgt"):
+                    continue
+                if not (spec.get("src") and spec.get("tgt")):
+                    raise DataError(f"data.{split}: give both src and tgt files")
+                splits[split], p = _load_text_pair(split, spec["src"], spec["tgt"])
+            else:
+                if not spec.get("path"):
+                    continue
+                splits[split], p = _load_table(split, spec["path"], fmt, src_col, tgt_col)
+            paths += p
+        origin = _file_digest(paths)
+    for required in ("train", "val"):
+        if required not in splits:
+            raise DataError(f"data.{required}: no {required} split given")
+    fingerprint = hashlib.sha1(f"{origin}|{src_col}|{tgt_col}|{tok}|{lowercase}".encode()).hexdigest()
+    return TextCorpus(splits, src_lang, tgt_lang, tok, lowercase, fingerprint)

@@ -1,0 +1,98 @@
+"""Attention modules: ``(query, keys, values, mask) -> (context, weights)``.
+
+Keys are projected once per batch with ``project_keys`` (they do not change across decoder
+steps); padding positions (``mask`` False) get exactly zero weight.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Attention(nn.Module):
+    """Base class: subclasses define ``project_keys`` and ``score``."""
+
+    def project_keys(self, memory: torch.Tensor) -> torch.Tensor:
+        return memory  # B x S x M
+
+    def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """query: B x Q (one step) or B x T x Q (all steps); keys: B x S x K; values: B x S x M;
+        mask: B x S, True where a real position. Returns context (B x [T x] M), weights (B x [T x] S)."""
+        single = query.dim() == 2
+        q = query.unsqueeze(1) if single else query  # B x T x Q
+        scores = self.score(q, keys)  # B x T x S
+        scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(scores.float(), dim=-1).to(values.dtype)  # B x T x S
+        context = torch.bmm(weights, values)  # B x T x M
+        if single:
+            return context.squeeze(1), weights.squeeze(1)
+        return context, weights
+
+
+class AdditiveAttention(Attention):
+    """Bahdanau et al. 2015: ``v^T tanh(W_q q + W_k k)``, an MLP over each (query, key) pair."""
+
+    def __init__(self, query_size: int, key_size: int, attn_size: int | None = None):
+        super().__init__()
+        attn_size = attn_size or query_size
+        self.query_proj = nn.Linear(query_size, attn_size, bias=True)
+        self.key_proj = nn.Linear(key_size, attn_size, bias=False)
+        self.v = nn.Linear(attn_size, 1, bias=False)
+
+    def project_keys(self, memory: torch.Tensor) -> torch.Tensor:
+        return self.key_proj(memory)  # B x S x A
+
+    def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        q = self.query_proj(query)  # B x T x A
+        hidden = torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1))  # B x T x S x A
+        return self.v(hidden).squeeze(-1)  # B x T x S
+
+
+class DotAttention(Attention):
+    """Luong et al. 2015 "dot": ``q . k`` (query and key sizes must match)."""
+
+    def __init__(self, query_size: int, key_size: int):
+        super().__init__()
+        if query_size != key_size:
+            raise ValueError(
+                f"dot attention needs equal query and key sizes, got {query_size} and {key_size}; "
+                "use model.attention=general"
+            )
+
+    def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(query, keys.transpose(1, 2))  # B x T x S
+
+
+class GeneralAttention(Attention):
+    """Luong et al. 2015 "general": ``q^T W k``; ``W k`` is precomputed once per batch."""
+
+    def __init__(self, query_size: int, key_size: int):
+        super().__init__()
+        self.key_proj = nn.Linear(key_size, query_size, bias=False)
+
+    def project_keys(self, memory: torch.Tensor) -> torch.Tensor:
+        return self.key_proj(memory)  # B x S x Q
+
+    def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(query, keys.transpose(1, 2))  # B x T x S
+
+
+ATTENTIONS: dict[str, type[Attention]] = {
+    "additive": AdditiveAttention,
+    "dot": DotAttention,
+    "general": GeneralAttention,
+}
+
+
+def build_attention(kind: str, query_size: int, key_size: int) -> Attention | None:
+    """The attention module named by ``model.attention`` (``none`` gives None)."""
+    kind = getattr(kind, "value", kind)
+    if kind == "none":
+        return None
+    return ATTENTIONS[kind](query_size, key_size)

@@ -1,0 +1,197 @@
+"""Recurrent decoders: plain, fixed-context (Cho et al. 2014) and attentional (Luong / Bahdanau).
+
+The decoder takes its attention module from outside (``attention=None`` for none). Its recurrence
+is one ``nn.RNN``/``nn.GRU``/``nn.LSTM``: run over the whole target at once when nothing feeds back
+from one step to the next (teacher forcing without input feeding), step by step otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import nn
+
+from seqlab.models.attention import Attention
+from seqlab.models.encoders import EncoderOutput, make_rnn
+
+
+@dataclass
+class DecoderState:
+    """Everything one decoding step needs; ``select`` reorders it along the batch (beam search).
+
+    h, c: L x B x H (c only for LSTM); feed: B x H previous attentional vector (input feeding);
+    keys: B x S x K projected attention keys; memory: B x S x M; mask: B x S; context: B x M fixed
+    context vector (Cho et al.) or None.
+    """
+
+    h: torch.Tensor
+    c: torch.Tensor | None
+    feed: torch.Tensor | None
+    keys: torch.Tensor | None
+    memory: torch.Tensor
+    mask: torch.Tensor
+    context: torch.Tensor | None
+
+    def select(self, index: torch.Tensor) -> DecoderState:
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            dim = 1 if f.name in ("h", "c") else 0
+            out[f.name] = None if v is None else v.index_select(dim, index)
+        return DecoderState(**out)
+
+    @property
+    def hx(self):
+        return self.h if self.c is None else (self.h, self.c)
+
+
+class RNNDecoder(nn.Module):
+    """Target embedding -> RNN -> (attention) -> attentional vector -> vocabulary logits."""
+
+    def __init__(
+        self,
+        cell: str,
+        vocab_size: int,
+        emb_size: int,
+        hidden_size: int,
+        memory_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        attention: Attention | None = None,
+        style: str = "luong",
+        input_feeding: bool = True,
+        init: str = "bridge",
+        fixed_context: bool = False,
+        tie_embeddings: bool = False,
+        pad_id: int = 0,
+    ):
+        super().__init__()
+        cell, style, init = (getattr(x, "value", x) for x in (cell, style, init))
+        if fixed_context and attention is not None:
+            raise ValueError("model.fixed_context=true needs model.attention=none")
+        if init == "copy" and memory_size != hidden_size:
+            raise ValueError(f"decoder_init=copy needs encoder size {memory_size} == decoder size {hidden_size}")
+        self.cell, self.style, self.init, self.fixed_context = cell, style, init, fixed_context
+        self.attention = attention
+        self.input_feeding = bool(input_feeding and attention is not None and style == "luong")
+        self.hidden_size, self.num_layers = hidden_size, num_layers
+
+        self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=pad_id)
+        self.dropout = nn.Dropout(dropout)
+        extra = 0
+        if self.input_feeding:
+            extra = hidden_size
+        elif attention is not None and style == "bahdanau":
+            extra = memory_size
+        elif fixed_context:
+            extra = memory_size
+        self.rnn = make_rnn(cell, emb_size + extra, hidden_size, num_layers, dropout=dropout if num_layers > 1 else 0.0)
+        self.combine = (
+            nn.Linear(hidden_size + memory_size, hidden_size, bias=False)
+            if attention is not None or fixed_context
+            else None
+        )
+        if init == "bridge" or fixed_context:
+            self.bridge_h = nn.Linear(memory_size, hidden_size)
+            self.bridge_c = nn.Linear(memory_size, hidden_size) if cell == "lstm" else None
+        self.generator = nn.Linear(hidden_size, vocab_size)
+        if tie_embeddings:
+            if emb_size != hidden_size:
+                raise ValueError(f"model.tie_embeddings needs emb_size == hidden_size ({emb_size} != {hidden_size})")
+            self.generator.weight = self.embed.weight
+
+    # ------------------------------------------------------------------------------ state
+    def init_state(self, enc: EncoderOutput) -> DecoderState:
+        B = enc.memory.size(0)
+        L, H = self.num_layers, self.hidden_size
+        enc_h, enc_c = enc.final if isinstance(enc.final, tuple) else (enc.final, None)
+        zeros = enc.memory.new_zeros(L, B, H)
+        c = None
+        if self.fixed_context:
+            # Cho et al.: the initial state is its own projection of the context vector.
+            h = torch.tanh(self.bridge_h(enc.summary)).unsqueeze(0).expand(L, B, H).contiguous()
+            c = zeros if self.cell == "lstm" else None
+        elif self.init == "zeros":
+            h, c = zeros, (zeros if self.cell == "lstm" else None)
+        elif self.init == "copy":
+            h = enc_h[-L:] if enc_h.size(0) >= L else enc_h[-1:].expand(L, B, H).contiguous()
+            if self.cell == "lstm":
+                src_c = enc_c if enc_c is not None else zeros
+                c = src_c[-L:] if src_c.size(0) >= L else src_c[-1:].expand(L, B, H).contiguous()
+        else:  # bridge
+            top = enc_h[-L:] if enc_h.size(0) >= L else enc_h[-1:].expand(L, -1, -1)
+            h = torch.tanh(self.bridge_h(top))
+            if self.cell == "lstm":
+                top_c = enc_c if enc_c is not None else enc.memory.new_zeros(enc_h.shape)
+                top_c = top_c[-L:] if top_c.size(0) >= L else top_c[-1:].expand(L, -1, -1)
+                c = torch.tanh(self.bridge_c(top_c))
+        keys = self.attention.project_keys(enc.memory) if self.attention is not None else None
+        feed = enc.memory.new_zeros(B, H) if self.input_feeding else None
+        context = enc.summary if self.fixed_context else None
+        return DecoderState(h, c, feed, keys, enc.memory, enc.mask, context)
+
+    # ------------------------------------------------------------------------------- step
+    def step(self, prev: torch.Tensor, state: DecoderState):
+        """One step. prev: B previous tokens. Returns logits B x V, new state, weights B x S | None."""
+        emb = self.dropout(self.embed(prev))  # B x E
+        weights = None
+        if self.attention is not None and self.style == "bahdanau":
+            query = state.h[-1]  # the previous state scores the source
+            ctx, weights = self.attention(query, state.keys, state.memory, state.mask)
+            x = torch.cat([emb, ctx], dim=-1)
+        elif self.input_feeding:
+            x = torch.cat([emb, state.feed], dim=-1)
+        elif self.fixed_context:
+            x = torch.cat([emb, state.context], dim=-1)
+        else:
+            x = emb
+        out, hx = self.rnn(x.unsqueeze(1), state.hx)
+        h_t = out[:, 0]  # B x H
+        if self.attention is not None and self.style == "luong":
+            ctx, weights = self.attention(h_t, state.keys, state.memory, state.mask)
+        elif self.fixed_context:
+            ctx = state.context
+        o = torch.tanh(self.combine(torch.cat([h_t, ctx], dim=-1))) if self.combine is not None else h_t
+        o = self.dropout(o)
+        h, c = hx if isinstance(hx, tuple) else (hx, None)
+        new = DecoderState(h, c, o if self.input_feeding else None, state.keys, state.memory, state.mask, state.context)
+        return self.generator(o), new, weights
+
+    # ------------------------------------------------------------------------- training
+    def forward(
+        self, tgt_in: torch.Tensor, enc: EncoderOutput, teacher_forcing: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """tgt_in: B x T (``<s> y1 .. y_{T-1}``). Returns logits B x T x V and attention B x T x S."""
+        state = self.init_state(enc)
+        stepwise = self.input_feeding or (self.attention is not None and self.style == "bahdanau")
+        if teacher_forcing >= 1.0 and not stepwise:
+            return self._forward_parallel(tgt_in, state)
+        B, T = tgt_in.shape
+        logits, weights = [], []
+        prev = tgt_in[:, 0]
+        for t in range(T):
+            step_logits, state, w = self.step(prev, state)
+            logits.append(step_logits)
+            weights.append(w)
+            if t + 1 < T:
+                prev = tgt_in[:, t + 1]
+                if teacher_forcing < 1.0:  # each sentence flips its own coin at each step
+                    own = step_logits.argmax(-1)
+                    use_gold = torch.rand(B, device=prev.device) < teacher_forcing
+                    prev = torch.where(use_gold, prev, own)
+        attn = torch.stack(weights, dim=1) if weights[0] is not None else None
+        return torch.stack(logits, dim=1), attn
+
+    def _forward_parallel(self, tgt_in: torch.Tensor, state: DecoderState):
+        emb = self.dropout(self.embed(tgt_in))  # B x T x E
+        if self.fixed_context:
+            emb = torch.cat([emb, state.context.unsqueeze(1).expand(-1, emb.size(1), -1)], dim=-1)
+        out, _ = self.rnn(emb, state.hx)  # B x T x H
+        attn = None
+        if self.attention is not None:
+            ctx, attn = self.attention(out, state.keys, state.memory, state.mask)  # B x T x M
+        elif self.fixed_context:
+            ctx = state.context.unsqueeze(1).expand(-1, out.size(1), -1)
+        o = torch.tanh(self.combine(torch.cat([out, ctx], dim=-1))) if self.combine is not None else out
+        return self.generator(self.dropout(o)), attn

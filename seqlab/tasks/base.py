@@ -1,0 +1,74 @@
+"""The Task contract: what the task-agnostic trainer, eval and predict verbs may call.
+
+A task owns its network, loss, metrics, decoding and the name of the metric it monitors.
+The trainer owns epochs, batching order, clipping, precision, scheduling, checkpoints, logging.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepOutput:
+    """loss: the scalar to back-propagate; n_tokens: target units in the batch (for tokens/s);
+    logs: per-token training loss etc., already detached floats, named without the split."""
+
+    loss: torch.Tensor
+    n_tokens: int
+    n_src_tokens: int = 0
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+class Task(ABC):
+    """Base class for every task kind (translation, sentiment, tagging, ...)."""
+
+    name: str = "task"
+    monitor: str = "val/loss"  # metric that picks best.pt and drives early stopping
+    monitor_mode: str = "min"  # min | max
+    network: nn.Module
+    device: torch.device = torch.device("cpu")
+
+    def to(self, device: torch.device) -> Task:
+        self.device = torch.device(device)
+        self.network.to(self.device)
+        return self
+
+    # --- training data
+    @abstractmethod
+    def train_lengths(self) -> Sequence[int]:
+        """One length per training example (the trainer buckets by it)."""
+
+    @abstractmethod
+    def collate(self, indices: Sequence[int]) -> Any:
+        """The training batch made of these examples, on ``self.device``."""
+
+    @abstractmethod
+    def training_step(self, batch: Any) -> StepOutput: ...
+
+    # --- evaluation
+    @abstractmethod
+    def evaluate(self, split: str, limit: int | None = None, decode: Any = None) -> dict[str, float]:
+        """Metrics on a split, named ``split/name`` (``val/loss``, ``val/bleu``)."""
+
+    def predict(self, inputs: Sequence[str], decode: Any = None, out_dir: str | None = None) -> list[str]:
+        """One printable line per input; pictures (attention maps) go to ``out_dir`` if given."""
+        raise NotImplementedError(f"{type(self).__name__} does not support predict")
+
+    def log_samples(self, logger: Any, step: int, split: str = "val") -> None:
+        """Optional: text samples and images (attention maps) for TensorBoard."""
+
+    # --- persistence
+    def state(self) -> dict[str, Any]:
+        """Plain data (vocabularies, label sets) a checkpoint needs to rebuild the task."""
+        return {}
+
+    def hparams(self) -> dict[str, Any]:
+        """Scalars describing the run for TensorBoard's HParams tab."""
+        return {}

@@ -1,0 +1,256 @@
+"""The task-agnostic training loop: epochs, batching order, clipping, precision, scheduling,
+validation, early stopping, checkpoints and logging. It knows nothing about any task."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from seqlab.config import TrainerConfig
+from seqlab.data.batch import BucketBatchSampler
+from seqlab.errors import TrainingDiverged
+from seqlab.tasks.base import Task
+from seqlab.training import checkpoint as ckpt_io
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``trainer.precision`` (None: full fp32)."""
+    precision = getattr(precision, "value", precision)
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+@dataclass
+class Checkpointer:
+    """``last.pt`` and ``best.pt`` (by the monitored metric) under ``<run>/checkpoints``."""
+
+    directory: Path
+    monitor: str
+    mode: str = "max"
+    best: float | None = None
+
+    def improved(self, value: float) -> bool:
+        if self.best is None or math.isnan(self.best):
+            return not math.isnan(value)
+        return value > self.best if self.mode == "max" else value < self.best
+
+    @property
+    def last_path(self) -> Path:
+        return self.directory / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.directory / "best.pt"
+
+
+@dataclass
+class FitState:
+    step: int = 0
+    epoch: int = 0
+    bad_validations: int = 0
+    last_val: dict[str, float] = field(default_factory=dict)
+    best_val: dict[str, float] = field(default_factory=dict)
+    stop_reason: str = ""
+
+
+class Trainer:
+    """Drives a ``Task``: ``fit`` trains, validates, checkpoints and returns the final metrics."""
+
+    def __init__(self, cfg: TrainerConfig, seed: int, run_config: dict[str, Any]):
+        self.cfg, self.seed, self.run_config = cfg, seed, run_config
+        self.device = resolve_device(cfg.device)
+        self.amp_dtype = autocast_dtype(cfg.precision, self.device)
+        self.state = FitState()
+
+    # ------------------------------------------------------------------------------ fit
+    def fit(self, task: Task, optimizer, scheduler, scheduler_interval: str, logger, checkpointer: Checkpointer,
+            resume: dict[str, Any] | None = None) -> dict[str, float]:
+        cfg = self.cfg
+        task.to(self.device)
+        lengths = list(task.train_lengths())
+        if cfg.limit_train:
+            lengths = lengths[: cfg.limit_train]
+        sampler = BucketBatchSampler(lengths, cfg.batch_size, self.seed, cfg.bucket, cfg.bucket_pool)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16 and self.device.type == "cuda")
+        st = self.state
+        if resume is not None:
+            self._restore(resume, task, optimizer, scheduler, sampler, checkpointer)
+            log.info("resumed at step %d (epoch %d, batch %d of it)", st.step, st.epoch, sampler.position)
+        self.task, self.optimizer, self.scheduler, self.sampler = task, optimizer, scheduler, sampler
+        self.logger, self.checkpointer, self.scheduler_interval = logger, checkpointer, scheduler_interval
+        params = [p for p in task.network.parameters() if p.requires_grad]
+        total = cfg.max_steps if cfg.max_steps > 0 else cfg.max_epochs * len(sampler)
+        bar = tqdm(total=total, initial=st.step, disable=not cfg.progress_bar, dynamic_ncols=True,
+                   desc="train", unit="step", mininterval=1.0)
+        window = {"loss": 0.0, "n": 0, "tok": 0, "src_tok": 0, "t0": time.perf_counter()}
+        validated_at = -1
+        try:
+            while not st.stop_reason:
+                if st.epoch >= cfg.max_epochs:
+                    st.stop_reason = f"max_epochs={cfg.max_epochs}"
+                    break
+                for indices in sampler:
+                    task.network.train()
+                    out = self._train_step(task, task.collate(indices), optimizer, scaler, params)
+                    st.step += 1
+                    if scheduler is not None and scheduler_interval == "step":
+                        scheduler.step()
+                    window["loss"] += out.logs["loss"] if "loss" in out.logs else out.loss.item()
+                    window["n"] += 1
+                    window["tok"] += out.n_tokens
+                    window["src_tok"] += out.n_src_tokens
+                    bar.update(1)
+                    if st.step % cfg.log_every == 0:
+                        self._log_window(window, out.logs.get("grad_norm", 0.0), bar)
+                    if cfg.val_every_steps and st.step % cfg.val_every_steps == 0:
+                        self._validate()
+                        validated_at = st.step
+                    elif cfg.save_last_every_steps and st.step % cfg.save_last_every_steps == 0:
+                        self._save(checkpointer.last_path)
+                    if st.stop_reason:
+                        break
+                    if 0 < cfg.max_steps <= st.step:
+                        st.stop_reason = f"max_steps={cfg.max_steps}"
+                        break
+                else:  # the epoch ran to its end
+                    st.epoch = sampler.epoch
+                    if not cfg.val_every_steps:
+                        self._validate()
+                        validated_at = st.step
+            if validated_at != st.step:
+                self._validate(final=True)
+        finally:
+            bar.close()
+        log.info("stopped: %s", st.stop_reason)
+        return {**st.last_val, **{f"best/{k}": v for k, v in st.best_val.items()}}
+
+    def _train_step(self, task, batch, optimizer, scaler, params):
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            out = task.training_step(batch)
+        if not torch.isfinite(out.loss.detach()):
+            self._diverged(f"the training loss is {float(out.loss)}")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(out.loss).backward()
+        scaler.unscale_(optimizer)
+        max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))  # norm before clipping
+        if not math.isfinite(grad_norm) and not scaler.is_enabled():
+            self._diverged(f"the gradient norm is {grad_norm}")
+        scaler.step(optimizer)
+        scaler.update()
+        out.logs["grad_norm"] = grad_norm
+        return out
+
+    def _diverged(self, what: str) -> None:
+        last = self.checkpointer.last_path
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+        raise TrainingDiverged(
+            f"training diverged at step {self.state.step + 1}: {what}; {kept}. "
+            "Try a lower optimizer.lr, trainer.grad_clip, or trainer.precision=fp32."
+        )
+
+    def _log_window(self, window: dict, grad_norm: float, bar) -> None:
+        dt = max(time.perf_counter() - window["t0"], 1e-9)
+        loss = window["loss"] / max(window["n"], 1)
+        metrics = {
+            "train/loss": loss,
+            "train/grad_norm": grad_norm,
+            "train/lr": self.optimizer.param_groups[0]["lr"],
+            "train/tokens_per_sec": window["tok"] / dt,
+            "train/src_tgt_tokens_per_sec": (window["tok"] + window["src_tok"]) / dt,
+        }
+        self.logger.scalars(metrics, self.state.step)
+        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{metrics['train/tokens_per_sec']:.0f}", refresh=False)
+        if bar.disable:
+            log.info("step %d  loss %.4f  grad_norm %.2f  lr %.2e  %.0f tok/s", self.state.step, loss, grad_norm,
+                     metrics["train/lr"], metrics["train/tokens_per_sec"])
+        window.update(loss=0.0, n=0, tok=0, src_tok=0, t0=time.perf_counter())
+
+    # ----------------------------------------------------------------------- validation
+    def _validate(self, final: bool = False) -> None:
+        st, task, ck = self.state, self.task, self.checkpointer
+        t0 = time.perf_counter()
+        metrics = task.evaluate("val", self.cfg.limit_eval)
+        st.last_val = metrics
+        self.logger.scalars(metrics, st.step)
+        task.log_samples(self.logger, st.step, "val")
+        value = metrics.get(ck.monitor)
+        if value is None:
+            raise KeyError(f"task.monitor={ck.monitor!r} is not among the validation metrics {sorted(metrics)}")
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        if ck.improved(value):
+            ck.best, st.best_val, st.bad_validations = value, dict(metrics), 0
+            self._save(ck.best_path)
+            log.info("step %d  %s  (new best %s)", st.step, shown, ck.monitor)
+        else:
+            st.bad_validations += 1
+            log.info("step %d  %s  (best %s %.4g; %d without improvement)", st.step, shown, ck.monitor, ck.best,
+                     st.bad_validations)
+        if self.scheduler is not None and self.scheduler_interval == "val":
+            self.scheduler.step(value)
+        patience = self.cfg.early_stopping_patience
+        if patience and st.bad_validations >= patience and not st.stop_reason:
+            st.stop_reason = f"early stopping: {ck.monitor} did not improve for {patience} validations"
+        self._save(ck.last_path)
+        log.debug("validation took %.1fs", time.perf_counter() - t0)
+
+    # ---------------------------------------------------------------------- checkpoints
+    def _save(self, path: Path) -> None:
+        st = self.state
+        ckpt_io.atomic_save(
+            {
+                "format": ckpt_io.FORMAT,
+                "version": ckpt_io.VERSION,
+                "torch_version": torch.__version__,
+                "model": self.task.network.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "step": st.step,
+                "epoch": st.epoch,
+                "sampler": self.sampler.state_dict(),
+                "rng": ckpt_io.rng_state(),
+                "monitor": {"name": self.checkpointer.monitor, "mode": self.checkpointer.mode,
+                            "best": self.checkpointer.best, "bad_validations": st.bad_validations},
+                "metrics": {"last": st.last_val, "best": st.best_val},
+                "config": self.run_config,
+                "task": self.task.state(),
+            },
+            path,
+        )
+
+    def _restore(self, ckpt, task, optimizer, scheduler, sampler, checkpointer) -> None:
+        st = self.state
+        ckpt_io.load_weights(task.network, ckpt["model"], "ckpt_path")
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt.get("scheduler") is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        sampler.load_state_dict(ckpt["sampler"])
+        st.step, st.epoch = int(ckpt["step"]), int(ckpt["epoch"])
+        mon = ckpt.get("monitor", {})
+        checkpointer.best = mon.get("best")
+        st.bad_validations = int(mon.get("bad_validations", 0))
+        st.last_val = dict(ckpt.get("metrics", {}).get("last", {}))
+        st.best_val = dict(ckpt.get("metrics", {}).get("best", {}))
+        ckpt_io.set_rng_state(ckpt["rng"])
