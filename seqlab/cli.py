@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 VERBS = {
@@ -24,6 +25,21 @@ Each verb is a Hydra application: `seqlab <verb> --help` lists its config groups
 """
 
 
+_KEY = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.@/-]*=")
+
+
+def quote_free_text(arg: str) -> str:
+    """``input=ein mann fährt .`` (the shell removed the quotes) becomes ``input='ein mann fährt .'``,
+    so that free text with spaces reaches Hydra as one string value."""
+    m = _KEY.match(arg)
+    if not m:
+        return arg
+    value = arg[m.end():]
+    if not any(c.isspace() for c in value) or value[:1] in ("'", '"'):
+        return arg
+    return m.group(0) + "'" + value.replace("'", "\\'") + "'"
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbs = "\n".join(f"  {name:<8} {help_}" for name, (_, help_) in VERBS.items())
@@ -37,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     import importlib
 
     module = importlib.import_module(VERBS[verb][0])
-    sys.argv = [f"seqlab {verb}", *rest]
+    sys.argv = [f"seqlab {verb}", *map(quote_free_text, rest)]
     module.main()
 
 

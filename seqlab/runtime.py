@@ -49,7 +49,7 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except SeqlabError as e:
-            log.error("error: %s", e)
+            log.debug("error: %s", e)
             print(f"seqlab: error: {e}", file=sys.stderr)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:

@@ -46,7 +46,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     offline_defaults()
     set_threads(cfg.trainer.num_threads)
     seed_everything(cfg.seed)
-    run_config = OmegaConf.to_container(cfg, resolve=True)
+    run_config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     resume = None
     if cfg.ckpt_path:
         resume = ckpt_io.load(cfg.ckpt_path)

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from seqlab.data.batch import BucketBatchSampler
+
 
 @dataclass
 class StepOutput:
@@ -44,6 +46,13 @@ class Task(ABC):
     @abstractmethod
     def train_lengths(self) -> Sequence[int]:
         """One length per training example (the trainer buckets by it)."""
+
+    def make_sampler(self, lengths: Sequence[int], batch_size: int, seed: int, bucket: bool, pool: int):
+        """The batch order (override for tasks whose batches must come in sequence, e.g. TBPTT).
+
+        The result is iterable over lists of example indices and has ``state_dict``/
+        ``load_state_dict``/``epoch``/``position``/``__len__`` like ``BucketBatchSampler``."""
+        return BucketBatchSampler(lengths, batch_size, seed, bucket, pool)
 
     @abstractmethod
     def collate(self, indices: Sequence[int]) -> Any:

@@ -42,9 +42,10 @@ def load(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        detail = next((ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln), "")
         raise CheckpointError(
             f"{path}: refused: the file holds pickled Python objects other than tensors and plain "
-            f"data, which could run code when loaded; nothing from it was executed ({str(e).splitlines()[0]})"
+            f"data, which could run code when loaded; nothing from it was executed. {detail}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated?): {e}") from None

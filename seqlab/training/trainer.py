@@ -15,7 +15,6 @@ import torch
 from tqdm import tqdm
 
 from seqlab.config import TrainerConfig
-from seqlab.data.batch import BucketBatchSampler
 from seqlab.errors import TrainingDiverged
 from seqlab.tasks.base import Task
 from seqlab.training import checkpoint as ckpt_io
@@ -87,7 +86,7 @@ class Trainer:
         lengths = list(task.train_lengths())
         if cfg.limit_train:
             lengths = lengths[: cfg.limit_train]
-        sampler = BucketBatchSampler(lengths, cfg.batch_size, self.seed, cfg.bucket, cfg.bucket_pool)
+        sampler = task.make_sampler(lengths, cfg.batch_size, self.seed, cfg.bucket, cfg.bucket_pool)
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16 and self.device.type == "cuda")
         st = self.state
         if resume is not None:
@@ -223,7 +222,7 @@ class Trainer:
             {
                 "format": ckpt_io.FORMAT,
                 "version": ckpt_io.VERSION,
-                "torch_version": torch.__version__,
+                "torch_version": str(torch.__version__),
                 "model": self.task.network.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
