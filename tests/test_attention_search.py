@@ -1,0 +1,216 @@
+"""Unit tests: masked attention (additive/dot/general) and greedy / batched beam search."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seqlab.config import ModelConfig
+from seqlab.models.attention import (
+    AdditiveAttention,
+    DotAttention,
+    GeneralAttention,
+    build_attention,
+)
+from seqlab.models.search import beam_search, greedy, length_penalty
+from seqlab.models.seq2seq import Seq2Seq
+
+pytestmark = pytest.mark.unit
+
+B, S, H = 4, 7, 12
+LENGTHS = torch.tensor([7, 5, 2, 1])
+ATTENTIONS = ["additive", "dot", "general"]
+
+
+def _inputs(seed=0, steps=None):
+    g = torch.Generator().manual_seed(seed)
+    shape = (B, H) if steps is None else (B, steps, H)
+    query = torch.randn(*shape, generator=g)
+    memory = torch.randn(B, S, H, generator=g)
+    mask = torch.arange(S)[None, :] < LENGTHS[:, None]
+    return query, memory, mask
+
+
+def _attention(kind):
+    torch.manual_seed(0)
+    return build_attention(kind, H, H)
+
+
+# ------------------------------------------------------------------------------------- attention
+@pytest.mark.parametrize("kind", ATTENTIONS)
+@pytest.mark.parametrize("steps", [None, 3])
+def test_padding_gets_exactly_zero_weight_and_rows_sum_to_one(kind, steps):
+    att = _attention(kind)
+    query, memory, mask = _inputs(steps=steps)
+    context, weights = att(query, att.project_keys(memory), memory, mask)
+    if steps is None:
+        assert weights.shape == (B, S) and context.shape == (B, H)
+        w = weights.unsqueeze(1)
+    else:
+        assert weights.shape == (B, steps, S) and context.shape == (B, steps, H)
+        w = weights
+    pad = ~mask[:, None, :].expand_as(w)
+    assert torch.all(w[pad] == 0.0)  # exactly zero, not just small
+    assert torch.all(w[~pad] > 0.0)
+    torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:2]))
+    # the context is the weighted sum of the values
+    expected = torch.einsum("bts,bsh->bth", w, memory)
+    torch.testing.assert_close(context if steps else context.unsqueeze(1), expected)
+
+
+@pytest.mark.parametrize("kind", ATTENTIONS)
+def test_padded_positions_do_not_influence_the_result(kind):
+    att = _attention(kind)
+    query, memory, mask = _inputs()
+    ctx1, w1 = att(query, att.project_keys(memory), memory, mask)
+    garbage = memory.clone()
+    garbage[~mask] = 1e3  # huge values where the source is padding
+    ctx2, w2 = att(query, att.project_keys(garbage), garbage, mask)
+    assert torch.equal(w1, w2)
+    torch.testing.assert_close(ctx1, ctx2)
+
+
+@pytest.mark.parametrize("kind", ATTENTIONS)
+def test_attention_is_differentiable_without_nans(kind):
+    att = _attention(kind)
+    query, memory, mask = _inputs()
+    query.requires_grad_(True)
+    memory.requires_grad_(True)
+    context, _ = att(query, att.project_keys(memory), memory, mask)
+    context.sum().backward()
+    assert torch.isfinite(query.grad).all() and torch.isfinite(memory.grad).all()
+    assert torch.all(memory.grad[~mask] == 0)  # no gradient flows into padding
+    for p in att.parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+def test_attention_registry():
+    assert build_attention("none", H, H) is None
+    assert isinstance(build_attention("additive", H, 6), AdditiveAttention)
+    assert isinstance(build_attention("dot", H, H), DotAttention)
+    assert isinstance(build_attention("general", H, 6), GeneralAttention)
+    with pytest.raises(ValueError, match="general"):
+        DotAttention(H, H + 1)  # dot needs equal sizes; the message points to the alternative
+
+
+def test_general_and_additive_handle_different_query_and_key_sizes():
+    for kind in ("additive", "general"):
+        att = build_attention(kind, 5, 9)
+        q, mem = torch.randn(2, 5), torch.randn(2, 3, 9)
+        ctx, w = att(q, att.project_keys(mem), mem, torch.ones(2, 3, dtype=torch.bool))
+        assert ctx.shape == (2, 9) and w.shape == (2, 3)
+
+
+# ---------------------------------------------------------------------------------------- search
+MAX_LEN = 15
+SEARCH_MODELS = [
+    ("gru", "none", "luong"),
+    ("lstm", "additive", "luong"),
+    ("rnn", "dot", "bahdanau"),
+    ("lstm", "general", "luong"),
+    ("gru", "additive", "bahdanau"),
+]
+
+
+def _first_eos(row: list[int], eos: int) -> int:
+    return row.index(eos) + 1 if eos in row else len(row)
+
+
+def _toy(cell, attention, style, seed=0):
+    """A small random seeded model and a source batch; ``eos`` is chosen among the tokens the model
+    actually produces so that the hypotheses end at different steps (the interesting case)."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(cell=cell, emb_size=16, hidden_size=32, attention=attention, attention_style=style,
+                      dropout=0.0, init_range=0.3)
+    net = Seq2Seq(cfg, 30, 20).eval()
+    with torch.no_grad():
+        net.decoder.generator.weight.mul_(10)  # peaky distributions: varied, decisive tokens
+    lengths = torch.tensor([9, 7, 5, 3, 2, 1, 9, 4])
+    src = torch.randint(4, 30, (len(lengths), 9))
+    src[torch.arange(9)[None, :] >= lengths[:, None]] = 0
+    enc = net.encode(src, lengths)
+    free = greedy(net.decoder, enc, 2, -1, MAX_LEN).tokens.tolist()  # eos=-1: never stops
+    candidates = range(4, 20)
+    eos = max(candidates, key=lambda t: (len({_first_eos(r, t) for r in free}), -t))
+    return net, src, lengths, enc, eos
+
+
+@pytest.mark.parametrize("cell,attention,style", SEARCH_MODELS)
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0])
+def test_beam_size_one_equals_greedy(cell, attention, style, alpha):
+    net, _, _, enc, eos = _toy(cell, attention, style)
+    g = greedy(net.decoder, enc, 2, eos, MAX_LEN)
+    ends = {_first_eos(r, eos) for r in g.tokens.tolist()}
+    assert len(ends) >= 2, "toy model should give hypotheses of different lengths"
+    b = beam_search(net.decoder, enc, 2, eos, MAX_LEN, beam_size=1, alpha=alpha)
+    assert torch.equal(b.tokens, g.tokens)
+    if alpha == 0.0:
+        torch.testing.assert_close(b.scores, g.scores)
+    if attention != "none":
+        T = g.tokens.size(1)
+        for row in range(g.tokens.size(0)):
+            n = _first_eos(g.tokens[row].tolist(), eos)
+            torch.testing.assert_close(b.attention[row, :n], g.attention[row, :n])
+        assert T == b.attention.size(1)
+    else:
+        assert b.attention is None and g.attention is None
+
+
+def _sequence_logprob(net, enc, tokens: torch.Tensor, eos: int) -> torch.Tensor:
+    """Sum of log p(y_t | y_<t, x) of each row up to and including its first </s>."""
+    bos = torch.full((tokens.size(0), 1), 2, dtype=torch.long)
+    with torch.no_grad():
+        logits, _ = net.decoder(torch.cat([bos, tokens[:, :-1]], 1), enc)
+    logp = torch.log_softmax(logits.float(), -1).gather(2, tokens.unsqueeze(-1)).squeeze(-1)
+    out = []
+    for row in range(tokens.size(0)):
+        n = _first_eos(tokens[row].tolist(), eos)
+        out.append(logp[row, :n].sum())
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("cell,attention,style", SEARCH_MODELS)
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_beam_five_shapes_and_scores(cell, attention, style, alpha):
+    net, src, lengths, enc, eos = _toy(cell, attention, style)
+    K = 5
+    hyp = beam_search(net.decoder, enc, 2, eos, MAX_LEN, beam_size=K, alpha=alpha)
+    Bn = src.size(0)
+    assert hyp.tokens.dim() == 2 and hyp.tokens.size(0) == Bn and 1 <= hyp.tokens.size(1) <= MAX_LEN
+    assert hyp.tokens.dtype == torch.long
+    assert hyp.scores.shape == (Bn,) and torch.isfinite(hyp.scores).all()
+    assert hyp.tokens.min() >= 0 and hyp.tokens.max() < 20
+    # the reported score is the model's (length-normalised) log-probability of the tokens returned
+    lp = _sequence_logprob(net, enc, hyp.tokens, eos)
+    n = torch.tensor([_first_eos(r, eos) for r in hyp.tokens.tolist()])
+    torch.testing.assert_close(hyp.scores, lp / length_penalty(n, alpha), atol=1e-4, rtol=1e-4)
+    assert torch.all(hyp.scores <= 0)  # log-probabilities
+    if attention == "none":
+        assert hyp.attention is None
+    else:
+        T = hyp.tokens.size(1)
+        assert hyp.attention.shape == (Bn, T, src.size(1))
+        for row in range(Bn):
+            steps = int(n[row])
+            w = hyp.attention[row, :steps]
+            torch.testing.assert_close(w.sum(-1), torch.ones(steps))
+            assert torch.all(w[:, int(lengths[row]):] == 0)
+
+
+@pytest.mark.parametrize("cell,attention,style", SEARCH_MODELS[:3])
+def test_batched_beam_search_equals_one_sentence_at_a_time(cell, attention, style):
+    net, src, lengths, enc, eos = _toy(cell, attention, style)
+    batched = beam_search(net.decoder, enc, 2, eos, MAX_LEN, beam_size=4, alpha=0.6)
+    for row in range(src.size(0)):
+        n = int(lengths[row])
+        single_enc = net.encode(src[row : row + 1, :n], lengths[row : row + 1])
+        single = beam_search(net.decoder, single_enc, 2, eos, MAX_LEN, beam_size=4, alpha=0.6)
+        k = _first_eos(single.tokens[0].tolist(), eos)
+        assert batched.tokens[row, :k].tolist() == single.tokens[0, :k].tolist()
+        torch.testing.assert_close(batched.scores[row], single.scores[0], atol=1e-4, rtol=1e-4)
+
+
+def test_length_penalty_values():
+    assert float(length_penalty(torch.tensor(1), 0.0)) == 1.0
+    assert float(length_penalty(torch.tensor(7), 1.0)) == pytest.approx(2.0)
+    assert float(length_penalty(torch.tensor(13), 0.5)) == pytest.approx(3.0**0.5)
