@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -11,6 +12,7 @@ from functools import wraps
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from seqlab.errors import SeqlabError
 
@@ -18,6 +20,25 @@ log = logging.getLogger("seqlab")
 
 # conf/ sits beside the package in a source checkout (and an editable install).
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+MAX_DIRNAME = 120  # file systems allow 255 bytes per name; leave room for the job number
+
+
+def short_dirname(name: str, limit: int = MAX_DIRNAME) -> str:
+    """A sweep job's directory name (``hydra.job.override_dirname``), cut to ``limit`` characters
+    with a short hash of the whole so that names stay unique; a long override list otherwise
+    makes ``mkdir`` fail with "File name too long"."""
+    name = str(name)
+    if len(name.encode()) <= limit:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    head = name.encode()[: limit - len(digest) - 1].decode("utf-8", errors="ignore")
+    return f"{head}_{digest}"
+
+
+if not OmegaConf.has_resolver("seqlab.dirname"):
+    OmegaConf.register_new_resolver("seqlab.dirname", short_dirname)
 
 
 def seed_everything(seed: int) -> None:

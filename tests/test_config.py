@@ -11,7 +11,7 @@ from omegaconf.errors import ValidationError
 
 from seqlab.config import ModelConfig, TrainerConfig, to_spec
 from seqlab.models.seq2seq import Seq2Seq
-from seqlab.runtime import CONF_DIR
+from seqlab.runtime import CONF_DIR, short_dirname
 
 pytestmark = pytest.mark.unit
 
@@ -109,3 +109,13 @@ def test_eval_and_predict_configs_compose(compose_cfg):
     assert ev.split == "test" and ev.decode.beam_size == 5
     pr = compose_cfg(["ckpt_path=x.pt", "input=-"], config_name="predict")
     assert pr.input == "-" and pr.attention_dir is None
+
+
+def test_sweep_job_directory_names_stay_short_and_unique():
+    assert short_dirname("model=gru,trainer=debug") == "model=gru,trainer=debug"
+    long_a = ",".join(f"trainer.key_{i}=value_{i}" for i in range(30)) + ",model=gru"
+    long_b = long_a.replace("model=gru", "model=lstm")
+    a, b = short_dirname(long_a), short_dirname(long_b)
+    assert len(a.encode()) <= 120 and len(b.encode()) <= 120
+    assert a != b and a.startswith("trainer.key_0=value_0")
+    assert len(short_dirname("ä" * 200).encode()) <= 120  # cut on bytes, not mid-character

@@ -1,0 +1,133 @@
+"""CLI subprocess tests: ``seqlab --help``, ``train --help``, train -> eval -> predict on one tiny
+run (trained once per module), and a ``-m`` sweep with its summary table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "model.emb_size=16", "model.hidden_size=32", "trainer=debug", "trainer.max_steps=3",
+    "trainer.batch_size=8", "trainer.limit_train=64", "trainer.limit_eval=8", "trainer.num_threads=1",
+    "trainer.progress_bar=false", "task.val_decode.max_len=8", "task.num_samples=1",
+]
+SENTENCE = "ein mann fährt fahrrad ."
+
+
+def env_for(tmp) -> dict:
+    """Like the ``cli_env`` fixture, for module-scoped fixtures: offline, private cache."""
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", SEQLAB_CACHE=str(tmp / "cache"),
+               HYDRA_FULL_ERROR="0", PYTHONUNBUFFERED="1")
+    return env
+
+
+def seqlab(env, *args, stdin=None, timeout=240):
+    # one intra-op thread: on a small shared machine, spinning thread pools cost more than they give
+    env = {"OMP_NUM_THREADS": "1", **env}
+    proc = subprocess.run([sys.executable, "-m", "seqlab", *map(str, args)], env=env, input=stdin,
+                          capture_output=True, text=True, timeout=timeout)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def ok(proc):
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One ``seqlab train`` run shared by the eval / predict tests."""
+    root = tmp_path_factory.mktemp("cli")
+    env = env_for(root)
+    run_dir = root / "run"
+    # no input feeding: the teacher-forced loss of eval runs in one pass over the 1014 sentences
+    proc = ok(seqlab(env, "train", "model=gru_attn", "model.input_feeding=false", *TINY,
+                     f"hydra.run.dir={run_dir}"))
+    return {"dir": run_dir, "env": env, "proc": proc}
+
+
+def test_help_lists_the_verbs(cli_env):
+    proc = ok(seqlab(cli_env, "--help"))
+    for verb in ("train", "eval", "predict"):
+        assert verb in proc.stdout
+    bad = seqlab(cli_env, "trian")
+    assert bad.returncode != 0 and "unknown verb" in bad.stderr and "train" in bad.stderr
+
+
+def test_train_help_shows_hydra_config_groups(cli_env):
+    out = ok(seqlab(cli_env, "train", "--help")).stdout
+    assert "Configuration groups" in out or "== Config groups ==" in out or "Compose your configuration" in out
+    for group in ("model:", "task:", "trainer:", "data:"):
+        assert group in out
+    for choice in ("lstm_attn", "gru", "debug", "multi30k"):
+        assert choice in out
+
+
+def test_train_writes_the_run_directory(run):
+    d = run["dir"]
+    assert (d / "checkpoints" / "last.pt").is_file() and (d / "checkpoints" / "best.pt").is_file()
+    assert list((d / "tb").glob("events.out.tfevents.*"))
+    assert (d / ".hydra" / "config.yaml").is_file() and (d / ".hydra" / "overrides.yaml").is_file()
+    summary = json.loads((d / "metrics.json").read_text())
+    assert "val/bleu" in summary["metrics"] and summary["step"] == 3
+    assert list((d / "attention").glob("*.png"))
+    log = run["proc"].stderr
+    assert str(d) in log and "best.pt" in log and "tensorboard --logdir" in log  # the closing summary
+
+
+def test_eval_prints_metrics_and_writes_metrics_json(run, tmp_path):
+    out_dir = tmp_path / "eval"
+    proc = ok(seqlab(run["env"], "eval", f"ckpt_path={run['dir'] / 'checkpoints' / 'best.pt'}",
+                     "decode.max_len=8", f"hydra.run.dir={out_dir}"))
+    assert "val/bleu" in proc.stdout and "val/loss" in proc.stdout
+    assert "nrefs:1" in proc.stdout  # the sacrebleu signature is printed
+    result = json.loads((out_dir / "metrics.json").read_text())
+    assert result["split"] == "val" and "val/bleu" in result["metrics"]
+    hyps = (out_dir / "val.hyp").read_text(encoding="utf-8").splitlines()
+    assert len(hyps) == 1014  # the whole Multi30k validation set
+
+
+def test_predict_a_sentence_with_attention_png(run, tmp_path):
+    pngs = tmp_path / "att"
+    proc = ok(seqlab(run["env"], "predict", f"ckpt_path={run['dir'] / 'checkpoints' / 'best.pt'}",
+                     f"input={SENTENCE}", f"attention_dir={pngs}", "decode.max_len=8"))
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1
+    files = list(pngs.glob("*.png"))
+    assert len(files) == 1 and files[0].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predict_from_a_file_and_from_stdin(run, tmp_path):
+    ckpt = f"ckpt_path={run['dir'] / 'checkpoints' / 'last.pt'}"
+    inputs = tmp_path / "in.de"
+    inputs.write_text(f"{SENTENCE}\n\nzwei hunde spielen im schnee .\n", encoding="utf-8")
+    from_file = ok(seqlab(run["env"], "predict", ckpt, f"input={inputs}", "decode.max_len=8")).stdout
+    assert len(from_file.splitlines()) == 2  # blank lines are skipped
+    from_stdin = ok(seqlab(run["env"], "predict", ckpt, "input=-", "decode.max_len=8",
+                           stdin=inputs.read_text(encoding="utf-8"))).stdout
+    assert from_stdin == from_file  # greedy decoding: same inputs, same outputs
+
+
+def test_multirun_one_directory_per_job_and_a_summary(cli_env, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = ok(seqlab(cli_env, "train", "-m", "model=gru,lstm_attn", *TINY, "trainer.max_steps=2",
+                     "logger.tensorboard=false", "task.num_samples=0", f"hydra.sweep.dir={sweep}"))
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").exists())
+    assert len(jobs) == 2
+    assert {json.loads((j / "metrics.json").read_text())["model"] for j in jobs} == {"gru", "lstm_attn"}
+    assert all((j / "checkpoints" / "best.pt").is_file() for j in jobs)
+    out = proc.stdout
+    assert "sweep summary" in out
+    table = out[out.index("sweep summary"):]
+    assert "model=gru" in table and "model=lstm_attn" in table and "val/bleu" in table
+    for j in jobs:
+        assert str(j) in table
+        assert j.name.startswith(("0_", "1_")) and len(j.name) <= 130  # readable, not too long
