@@ -217,6 +217,174 @@ class LoggerConfig:
     flush_secs: int = 30
 
 
+# ---------------------------------------------------------------------- vision tasks (issue 5)
+class Backbone(str, Enum):
+    small = "small"  # a few conv layers defined in seqlab (fast, trained from scratch)
+    resnet18 = "resnet18"
+    resnet34 = "resnet34"
+    resnet50 = "resnet50"
+
+
+class BadImage(str, Enum):
+    skip = "skip"  # leave the image (and its captions) out, count it in the log
+    error = "error"  # stop with a message naming the file
+
+
+@dataclass
+class ImageEncoderConfig:
+    """The CNN that turns an image (or a video frame) into a grid of feature vectors."""
+
+    backbone: Backbone = Backbone.small
+    # null: random init; a torchvision weights name (IMAGENET1K_V1, DEFAULT: needs a network or the
+    # torch hub cache) or the path of a local state_dict file (.pth/.pt)
+    weights: str | None = None
+    trainable: bool = True  # false: frozen; its features are computed once and cached on disk
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128])  # backbone=small only
+    feature_batch_size: int = 64  # images per forward pass when filling the feature cache
+
+
+@dataclass
+class CaptioningTaskConfig:
+    _target_: str = "seqlab.tasks.captioning.CaptioningTask"
+    _partial_: bool = True
+    name: str = "captioning"
+    monitor: str = "val/bleu"
+    monitor_mode: str = "max"
+    encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    vocab: VocabConfig = field(default_factory=lambda: VocabConfig(min_freq=1))
+    # models without attention: the global image vector enters every decoder step (W_ih v) as
+    # well as the initial state; false: the initial state only (Show and Tell)
+    global_every_step: bool = True
+    attention_reg: float = 1.0  # doubly stochastic attention (Xu et al. 2015, lambda); 0 disables
+    max_len: int = 40  # longer training captions are dropped (and counted)
+    val_decode: DecodeConfig = field(default_factory=lambda: DecodeConfig(max_len=40))
+    num_samples: int = 3  # validation images shown in TensorBoard with captions and overlays
+
+
+class FramePool(str, Enum):
+    flatten = "flatten"  # the whole feature grid, projected: keeps *where* things are
+    mean = "mean"  # global average: *what* only
+
+
+@dataclass
+class FramesTaskConfig:
+    _target_: str = "seqlab.tasks.frames.FramesTask"
+    _partial_: bool = True
+    name: str = "frames"
+    monitor: str = "val/frame_acc"
+    monitor_mode: str = "max"
+    encoder: ImageEncoderConfig = field(default_factory=lambda: ImageEncoderConfig(channels=[16, 32, 64]))
+    pool: FramePool = FramePool.flatten
+    eval_batch_size: int = 64
+    num_samples: int = 3
+
+
+@dataclass
+class CaptionSplitFiles:
+    captions: str | None = None  # COCO JSON / JSONL, or a Flickr token file
+    images: str | None = None  # image folder (default: data.root, or the captions file's folder)
+    image_list: str | None = None  # Flickr: a file naming this split's images (one per line)
+
+
+class CaptionFormat(str, Enum):
+    coco = "coco"  # COCO captions JSON, or JSONL with {"image", "captions"} per line
+    flickr = "flickr"  # Flickr8k/30k token file: "<image>#<k>\t<caption>" per line
+    hub = "hub"
+
+
+@dataclass
+class CaptionDataConfig:
+    _target_: str = "seqlab.data.images.load_captions"
+    format: CaptionFormat = CaptionFormat.coco
+    name: str | None = None  # hub dataset name (format=hub)
+    image_column: str = "image"  # format=hub
+    caption_column: str = "captions"  # format=hub
+    root: str | None = None  # relative image paths are resolved against it
+    train: CaptionSplitFiles = field(default_factory=CaptionSplitFiles)
+    val: CaptionSplitFiles = field(default_factory=CaptionSplitFiles)
+    test: CaptionSplitFiles = field(default_factory=CaptionSplitFiles)
+    image_size: int = 224  # shorter side resized to this, then centre-cropped square
+    tokenizer: Tokenizer = Tokenizer.word
+    lowercase: bool = True
+    on_bad_image: BadImage = BadImage.skip
+
+
+@dataclass
+class SyntheticCaptionDataConfig:
+    _target_: str = "seqlab.data.synthetic.synthetic_captions"
+    seed: int = 0
+    n_train: int = 6000
+    n_val: int = 500
+    n_test: int = 500
+    image_size: int = 64
+    min_object: int = 14  # object size range in pixels
+    max_object: int = 20
+
+
+@dataclass
+class SyntheticFramesDataConfig:
+    _target_: str = "seqlab.data.synthetic.synthetic_frames"
+    seed: int = 0
+    n_train: int = 3000
+    n_val: int = 300
+    n_test: int = 300
+    num_frames: int = 16
+    image_size: int = 32
+    object_size: int = 6
+    speed: int = 2  # pixels per frame
+    turn_prob: float = 0.25  # chance of a new direction at each frame
+    hidden_after: int = 0  # long-range variant: the object vanishes after this frame (0: never)
+
+
+@dataclass
+class FrameSplitFiles:
+    root: str | None = None  # one sub-folder of frame images per clip (sorted by file name)
+    labels: str | None = None  # "<clip><TAB><label per frame, space separated>" per line
+
+
+@dataclass
+class FrameFolderDataConfig:
+    _target_: str = "seqlab.data.images.load_frame_folders"
+    train: FrameSplitFiles = field(default_factory=FrameSplitFiles)
+    val: FrameSplitFiles = field(default_factory=FrameSplitFiles)
+    test: FrameSplitFiles = field(default_factory=FrameSplitFiles)
+    image_size: int = 64
+    max_frames: int = 0  # keep the first N frames of each clip (0: all)
+    on_bad_image: BadImage = BadImage.skip
+
+
+def register_schemas() -> None:
+    """Store the schemas so that ``conf/<group>/*.yaml`` can extend them by name."""
+    cs = ConfigStore.instance()
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="data", name="parallel_schema", node=ParallelDataConfig)
+    cs.store(group="task", name="translation_schema", node=TranslationTaskConfig)
+    cs.store(group="optimizer", name="adam_schema", node=AdamConfig)
+    cs.store(group="scheduler", name="scheduler_schema", node=SchedulerConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    # vision tasks (issue 5)
+    cs.store(group="task", name="captioning_schema", node=CaptioningTaskConfig)
+    cs.store(group="task", name="frames_schema", node=FramesTaskConfig)
+    cs.store(group="data", name="captions_schema", node=CaptionDataConfig)
+    cs.store(group="data", name="synthetic_captions_schema", node=SyntheticCaptionDataConfig)
+    cs.store(group="data", name="synthetic_frames_schema", node=SyntheticFramesDataConfig)
+    cs.store(group="data", name="frame_folders_schema", node=FrameFolderDataConfig)
+    register_text_task_schemas(cs)  # sentiment, tagging, charlm (section at the end)
+    # vision tasks (issue 5)
+    cs.store(group="task", name="captioning_schema", node=CaptioningTaskConfig)
+    cs.store(group="task", name="frames_schema", node=FramesTaskConfig)
+    cs.store(group="data", name="captions_schema", node=CaptionDataConfig)
+    cs.store(group="data", name="synthetic_captions_schema", node=SyntheticCaptionDataConfig)
+    cs.store(group="data", name="synthetic_frames_schema", node=SyntheticFramesDataConfig)
+    cs.store(group="data", name="frame_folders_schema", node=FrameFolderDataConfig)
+
+
+def to_spec(node: Any) -> Any:
+    """A composed config node as its plain dataclass (or dict), never a DictConfig."""
+    return OmegaConf.to_object(node)
+
+
 def register_schemas() -> None:
     """Store the schemas so that ``conf/<group>/*.yaml`` can extend them by name."""
     cs = ConfigStore.instance()
