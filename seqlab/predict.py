@@ -37,7 +37,7 @@ def predict(cfg: DictConfig) -> list[str]:
     offline_defaults()
     ckpt = ckpt_io.load(cfg.ckpt_path)
     task, _ = restore_task(ckpt, with_data=False, device=cfg.device, path=cfg.ckpt_path)
-    inputs = read_inputs(str(cfg.input))
+    inputs = task.read_inputs(str(cfg.input))
     decode = OmegaConf.to_container(cfg.decode, resolve=True)
     with torch.inference_mode():
         lines = task.predict(inputs, decode, cfg.attention_dir)

@@ -66,6 +66,13 @@ class Task(ABC):
     def evaluate(self, split: str, limit: int | None = None, decode: Any = None) -> dict[str, float]:
         """Metrics on a split, named ``split/name`` (``val/loss``, ``val/bleu``)."""
 
+    def read_inputs(self, spec: str) -> list[str]:
+        """What ``seqlab predict input=...`` names, one entry per input (default: a sentence, a text
+        file of lines, or ``-`` for stdin). Tasks whose inputs are files (images) override it."""
+        from seqlab.predict import read_inputs
+
+        return read_inputs(spec)
+
     def predict(self, inputs: Sequence[str], decode: Any = None, out_dir: str | None = None) -> list[str]:
         """One printable line per input; pictures (attention maps) go to ``out_dir`` if given."""
         raise NotImplementedError(f"{type(self).__name__} does not support predict")

@@ -37,6 +37,16 @@ class TensorBoardLogger:
             self.writer.add_figure(tag, fig, step, close=False)
         plt.close(fig)
 
+    def figure(self, tag: str, fig, step: int) -> None:
+        """Any matplotlib figure (e.g. an image with its caption and attention overlays); also a PNG
+        under ``<run>/images``."""
+        png = self.run_dir / "images" / f"{tag.replace('/', '_')}.png"
+        png.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(png)
+        if self.writer:
+            self.writer.add_figure(tag, fig, step, close=False)
+        plt.close(fig)
+
     def hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
         """HParams tab: one row per run, final metrics as columns."""
         if not self.writer:
