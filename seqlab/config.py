@@ -195,6 +195,7 @@ class Precision(str, Enum):
 class TrainerConfig:
     max_epochs: int = 10
     max_steps: int = -1  # -1: no limit
+    max_minutes: float = 0.0  # stop (after validating) once training has run this long; 0: no limit
     batch_size: int = 64  # sentences per update
     bucket: bool = True  # length-sorted pools: little padding, same order given the seed
     bucket_pool: int = 50  # pool = bucket_pool * batch_size examples sorted by length
@@ -206,6 +207,7 @@ class TrainerConfig:
     device: str = "auto"
     progress_bar: bool = True
     save_last_every_steps: int = 0  # also write last.pt every N steps (0: at validations only)
+    keep_every_validation: bool = False  # also keep checkpoints/step_<N>.pt at each validation
     num_threads: int = 0  # torch intra-op threads; 0 keeps PyTorch's choice
     limit_train: int | None = None  # train on the first N examples only (debug runs)
     limit_eval: int | None = None  # evaluate on the first N examples of a split only
@@ -215,6 +217,7 @@ class TrainerConfig:
 class LoggerConfig:
     tensorboard: bool = True
     flush_secs: int = 30
+
 
 
 # ---------------------------------------------------------------------- vision tasks (issue 5)
@@ -363,13 +366,6 @@ def register_schemas() -> None:
     cs.store(group="scheduler", name="scheduler_schema", node=SchedulerConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
-    # vision tasks (issue 5)
-    cs.store(group="task", name="captioning_schema", node=CaptioningTaskConfig)
-    cs.store(group="task", name="frames_schema", node=FramesTaskConfig)
-    cs.store(group="data", name="captions_schema", node=CaptionDataConfig)
-    cs.store(group="data", name="synthetic_captions_schema", node=SyntheticCaptionDataConfig)
-    cs.store(group="data", name="synthetic_frames_schema", node=SyntheticFramesDataConfig)
-    cs.store(group="data", name="frame_folders_schema", node=FrameFolderDataConfig)
     register_text_task_schemas(cs)  # sentiment, tagging, charlm (section at the end)
     # vision tasks (issue 5)
     cs.store(group="task", name="captioning_schema", node=CaptioningTaskConfig)
@@ -385,18 +381,134 @@ def to_spec(node: Any) -> Any:
     return OmegaConf.to_object(node)
 
 
-def register_schemas() -> None:
-    """Store the schemas so that ``conf/<group>/*.yaml`` can extend them by name."""
-    cs = ConfigStore.instance()
-    cs.store(group="model", name="model_schema", node=ModelConfig)
-    cs.store(group="data", name="parallel_schema", node=ParallelDataConfig)
-    cs.store(group="task", name="translation_schema", node=TranslationTaskConfig)
-    cs.store(group="optimizer", name="adam_schema", node=AdamConfig)
-    cs.store(group="scheduler", name="scheduler_schema", node=SchedulerConfig)
-    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
-    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+# ------------------------------------------------- text tasks: sentiment, tagging, charlm (issue 4)
+class Pooling(str, Enum):
+    """How a sentence classifier turns encoder states into one vector.
+
+    ``auto``: attention pooling when ``model.attention`` is not none, else ``final``;
+    ``final``: the top layer's last hidden state (both directions); ``max``/``mean`` over time;
+    ``attention``: a learned query attends over the states (weights shown per word)."""
+
+    auto = "auto"
+    final = "final"
+    max = "max"
+    mean = "mean"
+    attention = "attention"
 
 
-def to_spec(node: Any) -> Any:
-    """A composed config node as its plain dataclass (or dict), never a DictConfig."""
-    return OmegaConf.to_object(node)
+class CharFeatures(str, Enum):
+    none = "none"
+    cnn = "cnn"  # char embeddings -> convolution -> max over the word (Ma & Hovy 2016)
+    lstm = "lstm"  # char BiLSTM, final states of both directions (Plank et al. 2016)
+
+
+@dataclass
+class PathSplit:
+    path: str | None = None  # a TSV/CSV/JSONL table, a CoNLL-U file or a text file
+
+
+@dataclass
+class ClassificationDataConfig:
+    """Labelled texts: bundled SST-2/IMDB, the user's TSV/CSV/JSONL, or a hub dataset."""
+
+    _target_: str = "seqlab.data.classification.load_classification"
+    format: TextFormat = TextFormat.tsv  # tsv | csv | jsonl | hub
+    name: str | None = None  # hub dataset name (format=hub)
+    text_column: str = "sentence"
+    label_column: str = "label"
+    train: PathSplit = field(default_factory=PathSplit)
+    val: PathSplit = field(default_factory=PathSplit)
+    test: PathSplit = field(default_factory=PathSplit)
+    val_fraction: float = 0.0  # >0 and no val file: carve a seeded validation split from train
+    split_seed: int = 1234
+    tokenizer: Tokenizer = Tokenizer.space
+    lowercase: bool = False
+    strip_html: bool = False  # IMDB reviews hold <br /> tags
+    max_len: int = 0  # tokens kept per text (longer ones truncated and counted); 0 = all
+
+
+@dataclass
+class TaggingDataConfig:
+    """Token-level tags: CoNLL-U files (bundled UD EWT or the user's) or a hub dataset."""
+
+    _target_: str = "seqlab.data.conllu.load_tagging"
+    format: str = "conllu"  # conllu | hub
+    name: str | None = None  # hub dataset name (format=hub)
+    tag_column: str = "upos"  # conllu: upos | xpos; hub: the column holding the tags
+    tokens_column: str = "tokens"  # hub only
+    train: PathSplit = field(default_factory=PathSplit)
+    val: PathSplit = field(default_factory=PathSplit)
+    test: PathSplit = field(default_factory=PathSplit)
+    tokenizer: Tokenizer = Tokenizer.space  # how `seqlab predict` splits an input sentence
+
+
+@dataclass
+class CharDataConfig:
+    """One long text for a character language model; the tail is the validation split."""
+
+    _target_: str = "seqlab.data.chars.load_chars"
+    path: str = MISSING
+    val_path: str | None = None  # a separate validation text instead of the tail of `path`
+    val_fraction: float = 0.1  # last fraction of `path` (by characters) held out for validation
+
+
+@dataclass
+class EmbeddingsConfig:
+    path: str | None = None  # GloVe / word2vec *text* file (word v1 v2 ...); dims = model.emb_size
+    freeze: bool = False
+
+
+@dataclass
+class SentimentTaskConfig:
+    _target_: str = "seqlab.tasks.sentiment.SentimentTask"
+    _partial_: bool = True
+    name: str = "sentiment"
+    monitor: str = "val/acc"
+    monitor_mode: str = "max"
+    vocab: VocabConfig = field(default_factory=lambda: VocabConfig(min_freq=1))
+    pooling: Pooling = Pooling.auto
+    embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
+    eval_batch_size: int = 128
+    num_samples: int = 3  # validation texts logged with their attention weights
+
+
+@dataclass
+class TaggingTaskConfig:
+    _target_: str = "seqlab.tasks.tagging.TaggingTask"
+    _partial_: bool = True
+    name: str = "tagging"
+    monitor: str = "val/acc"
+    monitor_mode: str = "max"
+    vocab: VocabConfig = field(default_factory=lambda: VocabConfig(min_freq=1))
+    char_features: CharFeatures = CharFeatures.cnn
+    char_emb_size: int = 32
+    char_hidden_size: int = 64  # CNN filters, or BiLSTM size over both directions
+    max_word_len: int = 24  # characters seen by the char features (longer words cut)
+    word_dropout: float = 0.0  # training tokens replaced by <unk> (teaches the unknown-word path)
+    embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
+    eval_batch_size: int = 128
+    num_samples: int = 3
+
+
+@dataclass
+class CharLMTaskConfig:
+    _target_: str = "seqlab.tasks.charlm.CharLMTask"
+    _partial_: bool = True
+    name: str = "charlm"
+    monitor: str = "val/loss"
+    monitor_mode: str = "min"
+    bptt: int = 128  # characters per chunk (truncated backpropagation through time)
+    attn_window: int = 32  # *_attn: each step attends over this many previous states
+    eval_streams: int = 16  # parallel streams over the validation text
+    sample_prime: str = "ROMEO:"
+    sample_len: int = 300  # characters sampled into TensorBoard at each validation
+    sample_temperature: float = 0.8
+
+
+def register_text_task_schemas(cs: ConfigStore) -> None:
+    cs.store(group="data", name="classification_schema", node=ClassificationDataConfig)
+    cs.store(group="data", name="tagging_schema", node=TaggingDataConfig)
+    cs.store(group="data", name="chars_schema", node=CharDataConfig)
+    cs.store(group="task", name="sentiment_schema", node=SentimentTaskConfig)
+    cs.store(group="task", name="tagging_schema", node=TaggingTaskConfig)
+    cs.store(group="task", name="charlm_schema", node=CharLMTaskConfig)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from seqlab.models.attention import Attention
@@ -135,28 +136,98 @@ class RNNDecoder(nn.Module):
     def step(self, prev: torch.Tensor, state: DecoderState):
         """One step. prev: B previous tokens. Returns logits B x V, new state, weights B x S | None."""
         emb = self.dropout(self.embed(prev))  # B x E
+        o, state, weights = self._step(self._input_proj(emb), state, self._recurrent_weights())
+        return self.generator(o), state, weights
+
+    def _step(self, x_pre: torch.Tensor, state: DecoderState, w_rec: torch.Tensor | None):
+        """The recurrence, attention and attentional layer for one step.
+
+        x_pre: B x G, the embedding's share of layer 0's input projection (biases included),
+        computed for all steps at once by the caller. Returns the attentional vector B x H (after
+        dropout), the new state and the attention weights."""
         weights = None
         if self.attention is not None and self.style == "bahdanau":
-            query = state.h[-1]  # the previous state scores the source
-            ctx, weights = self.attention(query, state.keys, state.memory, state.mask)
-            x = torch.cat([emb, ctx], dim=-1)
+            ctx, weights = self.attention(state.h[-1], state.keys, state.memory, state.mask)
+            extra = ctx  # the previous state scores the source; the context enters the recurrence
         elif self.input_feeding:
-            x = torch.cat([emb, state.feed], dim=-1)
+            extra = state.feed
         elif self.fixed_context:
-            x = torch.cat([emb, state.context], dim=-1)
+            extra = state.context
         else:
-            x = emb
-        out, hx = self.rnn(x.unsqueeze(1), state.hx)
-        h_t = out[:, 0]  # B x H
+            extra = None
+        h, c = self._recur(x_pre, extra, state.h, state.c, w_rec)
+        h_t = h[-1]  # B x H
         if self.attention is not None and self.style == "luong":
             ctx, weights = self.attention(h_t, state.keys, state.memory, state.mask)
         elif self.fixed_context:
             ctx = state.context
         o = torch.tanh(self.combine(torch.cat([h_t, ctx], dim=-1))) if self.combine is not None else h_t
         o = self.dropout(o)
-        h, c = hx if isinstance(hx, tuple) else (hx, None)
         new = DecoderState(h, c, o if self.input_feeding else None, state.keys, state.memory, state.mask, state.context)
-        return self.generator(o), new, weights
+        return o, new, weights
+
+    # ------------------------------------------------------------------- fused recurrence
+    # The step-by-step path computes the cells by hand from the nn.RNN/GRU/LSTM parameters (same
+    # parameters, same mathematics as PyTorch's kernels): the embedding's part of the input
+    # projection is one matmul over all steps, and for LSTM/RNN the fed-back part and the
+    # recurrent part are one matmul per step. Calling nn.LSTM once per step costs several times more.
+    def _layer(self, i: int):
+        r = self.rnn
+        return (getattr(r, f"weight_ih_l{i}"), getattr(r, f"weight_hh_l{i}"),
+                getattr(r, f"bias_ih_l{i}"), getattr(r, f"bias_hh_l{i}"))
+
+    def _input_proj(self, emb: torch.Tensor) -> torch.Tensor:
+        """emb: [B x] T x E -> the embedding's share of layer 0's gates (plus biases)."""
+        w_ih, _, b_ih, b_hh = self._layer(0)
+        E = emb.size(-1)
+        bias = b_ih if self.cell == "gru" else b_ih + b_hh  # GRU keeps b_hh inside r * (W h + b)
+        return F.linear(emb, w_ih[:, :E], bias)
+
+    def _recurrent_weights(self) -> torch.Tensor | None:
+        """Layer 0's [W_ih(fed-back part) | W_hh] for one matmul per step (LSTM/RNN)."""
+        if self.cell == "gru":
+            return None
+        w_ih, w_hh, _, _ = self._layer(0)
+        E = self.embed.embedding_dim
+        w = torch.cat([w_ih[:, E:], w_hh], dim=1) if w_ih.size(1) > E else w_hh
+        dev = w.device.type
+        if torch.is_autocast_enabled(dev):  # cast once per batch, not once per step
+            w = w.to(torch.get_autocast_dtype(dev))
+        return w
+
+    def _recur(self, x_pre, extra, h_all, c_all, w_rec):
+        hs, cs = [], []
+        below = None
+        for i in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self._layer(i)
+            h = h_all[i]
+            c = c_all[i] if c_all is not None else None
+            if i == 0:
+                gi = x_pre
+                inp = h if extra is None else torch.cat([extra, h], dim=-1)
+            else:
+                below = F.dropout(below, self.rnn.dropout, self.training)
+                gi = F.linear(below, w_ih, b_ih if self.cell == "gru" else b_ih + b_hh)
+                inp = h
+            if self.cell == "lstm":
+                gi_, gf, gg, go = (gi + inp @ (w_rec if i == 0 else w_hh).t()).chunk(4, dim=-1)
+                c = torch.sigmoid(gf) * c + torch.sigmoid(gi_) * torch.tanh(gg)
+                h = torch.sigmoid(go) * torch.tanh(c)
+            elif self.cell == "gru":
+                if i == 0 and extra is not None:
+                    gi = gi + extra @ w_ih[:, self.embed.embedding_dim :].t()
+                gh = F.linear(h, w_hh, b_hh)
+                ir, iz, in_ = gi.chunk(3, dim=-1)
+                hr, hz, hn = gh.chunk(3, dim=-1)
+                r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+                n = torch.tanh(in_ + r * hn)
+                h = (1 - z) * n + z * h
+            else:
+                h = torch.tanh(gi + inp @ (w_rec if i == 0 else w_hh).t())
+            hs.append(h)
+            cs.append(c)
+            below = h
+        return torch.stack(hs), (torch.stack(cs) if c_all is not None else None)
 
     # ------------------------------------------------------------------------- training
     def forward(
@@ -168,18 +239,27 @@ class RNNDecoder(nn.Module):
         if teacher_forcing >= 1.0 and not stepwise:
             return self._forward_parallel(tgt_in, state)
         B, T = tgt_in.shape
+        w_rec = self._recurrent_weights()
+        if teacher_forcing >= 1.0:
+            x_pre = self._input_proj(self.dropout(self.embed(tgt_in)))  # B x T x G, one matmul
+            outs, weights = [], []
+            for x_t in x_pre.unbind(1):  # unbind: one gradient copy, not a zero-filled B x T x G per step
+                o, state, w = self._step(x_t, state, w_rec)
+                outs.append(o)
+                weights.append(w)
+            attn = torch.stack(weights, dim=1) if weights[0] is not None else None
+            return self.generator(torch.stack(outs, dim=1)), attn  # output layer over all steps at once
         logits, weights = [], []
         prev = tgt_in[:, 0]
         for t in range(T):
-            step_logits, state, w = self.step(prev, state)
+            o, state, w = self._step(self._input_proj(self.dropout(self.embed(prev))), state, w_rec)
+            step_logits = self.generator(o)
             logits.append(step_logits)
             weights.append(w)
-            if t + 1 < T:
-                prev = tgt_in[:, t + 1]
-                if teacher_forcing < 1.0:  # each sentence flips its own coin at each step
-                    own = step_logits.argmax(-1)
-                    use_gold = torch.rand(B, device=prev.device) < teacher_forcing
-                    prev = torch.where(use_gold, prev, own)
+            if t + 1 < T:  # each sentence flips its own coin at each step
+                own = step_logits.argmax(-1)
+                use_gold = torch.rand(B, device=prev.device) < teacher_forcing
+                prev = torch.where(use_gold, tgt_in[:, t + 1], own)
         attn = torch.stack(weights, dim=1) if weights[0] is not None else None
         return torch.stack(logits, dim=1), attn
 

@@ -67,6 +67,7 @@ class FitState:
     last_val: dict[str, float] = field(default_factory=dict)
     best_val: dict[str, float] = field(default_factory=dict)
     stop_reason: str = ""
+    train_seconds: float = 0.0  # wall time spent in fit, validation included
 
 
 class Trainer:
@@ -100,6 +101,7 @@ class Trainer:
                    desc="train", unit="step", mininterval=1.0)
         window = {"loss": 0.0, "n": 0, "tok": 0, "src_tok": 0, "t0": time.perf_counter()}
         validated_at = -1
+        t_fit = self._t_fit = time.perf_counter() - st.train_seconds  # a resumed run continues its clock
         try:
             while not st.stop_reason:
                 if st.epoch >= cfg.max_epochs:
@@ -127,6 +129,9 @@ class Trainer:
                         break
                     if 0 < cfg.max_steps <= st.step:
                         st.stop_reason = f"max_steps={cfg.max_steps}"
+                        break
+                    if cfg.max_minutes and time.perf_counter() - t_fit > 60 * cfg.max_minutes:
+                        st.stop_reason = f"max_minutes={cfg.max_minutes:g}"
                         break
                 else:  # the epoch ran to its end
                     st.epoch = sampler.epoch
@@ -193,7 +198,8 @@ class Trainer:
         t0 = time.perf_counter()
         metrics = task.evaluate("val", self.cfg.limit_eval)
         st.last_val = metrics
-        self.logger.scalars(metrics, st.step)
+        st.train_seconds = time.perf_counter() - self._t_fit
+        self.logger.scalars({**metrics, "train/minutes": st.train_seconds / 60}, st.step)
         task.log_samples(self.logger, st.step, "val")
         value = metrics.get(ck.monitor)
         if value is None:
@@ -213,6 +219,8 @@ class Trainer:
         if patience and st.bad_validations >= patience and not st.stop_reason:
             st.stop_reason = f"early stopping: {ck.monitor} did not improve for {patience} validations"
         self._save(ck.last_path)
+        if self.cfg.keep_every_validation:
+            self._save(ck.directory / f"step_{st.step}.pt")
         log.debug("validation took %.1fs", time.perf_counter() - t0)
 
     # ---------------------------------------------------------------------- checkpoints
@@ -228,6 +236,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "step": st.step,
                 "epoch": st.epoch,
+                "train_seconds": st.train_seconds,
                 "sampler": self.sampler.state_dict(),
                 "rng": ckpt_io.rng_state(),
                 "monitor": {"name": self.checkpointer.monitor, "mode": self.checkpointer.mode,
@@ -247,6 +256,7 @@ class Trainer:
             scheduler.load_state_dict(ckpt["scheduler"])
         sampler.load_state_dict(ckpt["sampler"])
         st.step, st.epoch = int(ckpt["step"]), int(ckpt["epoch"])
+        st.train_seconds = float(ckpt.get("train_seconds", 0.0))
         mon = ckpt.get("monitor", {})
         checkpointer.best = mon.get("best")
         st.bad_validations = int(mon.get("bad_validations", 0))

@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""Training and decoding throughput of the benchmark translation model (issue 3).
+
+The model is the one ../shared/bench/peers/ trains with OpenNMT-py and JoeyNMT: Multi30k en->de
+(tokenised lower-cased), vocab min_freq 2, emb 256, 1-layer biLSTM 2x256, LSTM decoder 512 with
+input feeding and additive attention, dropout 0.3, Adam 1e-3, clip 1.0, 64 sentences per update.
+Tokens are counted as the peers' harness does: target = words + </s>, source = words.
+
+    python scripts/bench_translation.py --steps 100                  # train throughput (fp32)
+    python scripts/bench_translation.py --steps 100 --precision bf16
+    python scripts/bench_translation.py --steps 0 --ckpt outputs/.../best.pt   # decoding only
+
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+
+from seqlab.config import register_schemas, to_spec  # noqa: E402
+from seqlab.evaluate import restore_task  # noqa: E402
+from seqlab.runtime import CONF_DIR, seed_everything  # noqa: E402
+from seqlab.training import checkpoint as ckpt_io  # noqa: E402
+from seqlab.training.trainer import Trainer  # noqa: E402
+
+BENCH_OVERRIDES = [
+    "task=translation", "data=multi30k", "data.src_lang=en", "data.tgt_lang=de", "model=lstm_attn",
+    "model.emb_size=256", "model.hidden_size=512", "model.num_layers=1", "model.bidirectional=true",
+    "model.dropout=0.3", "model.attention=additive", "model.attention_style=luong",
+    "model.input_feeding=true", "model.decoder_init=bridge", "task.vocab.min_freq=2",
+    "optimizer.lr=1e-3", "trainer.grad_clip=1.0", "trainer.batch_size=64", "trainer.bucket=true",
+]
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build(overrides: list[str]):
+    register_schemas()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=BENCH_OVERRIDES + overrides)
+    seed_everything(cfg.seed)
+    corpus = instantiate(cfg.data, _convert_="all")
+    task = instantiate(cfg.task, _convert_="all")(model=to_spec(cfg.model), data=corpus, cache_dir=cfg.cache_dir)
+    return cfg, task
+
+
+def bench_train(cfg, task, steps: int, warmup: int, window: int) -> dict:
+    trainer_cfg = to_spec(cfg.trainer)
+    trainer = Trainer(trainer_cfg, cfg.seed, {})
+    task.to(trainer.device)
+    optimizer = instantiate(cfg.optimizer)(params=task.network.parameters())
+    sampler = task.make_sampler(task.train_lengths(), trainer_cfg.batch_size, cfg.seed, trainer_cfg.bucket,
+                                trainer_cfg.bucket_pool)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    params = list(task.network.parameters())
+    trainer.checkpointer = type("C", (), {"last_path": Path("/nonexistent")})()
+    task.network.train()
+    rates, src_rates, sec_per_update = [], [], []
+    tok = src_tok = n = 0
+    t0 = None
+    it = iter(sampler)
+    for i in range(warmup + steps):
+        try:
+            idx = next(it)
+        except StopIteration:
+            it = iter(sampler)
+            idx = next(it)
+        out = trainer._train_step(task, task.collate(idx), optimizer, scaler, params)
+        if i + 1 == warmup:
+            t0 = time.perf_counter()
+        elif i + 1 > warmup:
+            tok, src_tok, n = tok + out.n_tokens, src_tok + out.n_src_tokens, n + 1
+            if n == window:
+                dt = time.perf_counter() - t0
+                rates.append(tok / dt)
+                src_rates.append((tok + src_tok) / dt)
+                sec_per_update.append(dt / n)
+                tok = src_tok = n = 0
+                t0 = time.perf_counter()
+    if not rates:
+        return {}
+    return {
+        "train_tgt_tok_per_s": round(statistics.median(rates), 1),
+        "train_src_tgt_tok_per_s": round(statistics.median(src_rates), 1),
+        "sec_per_update": round(statistics.median(sec_per_update), 4),
+        "train_windows": len(rates),
+    }
+
+
+def bench_decode(task, repeats: int, split: str = "test") -> dict:
+    src, tgt = task.splits[split]
+    out = {}
+    for name, decode in (
+        ("greedy", {"strategy": "greedy", "max_len": 100, "batch_size": 64}),
+        ("beam5", {"strategy": "beam", "beam_size": 5, "max_len": 100, "batch_size": 64}),
+    ):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                hyps = task.translate_tokens(src, decode)
+            times.append(time.perf_counter() - t0)
+        from seqlab.metrics import bleu
+
+        score, sig = bleu([h.text for h in hyps], [" ".join(t) for t in tgt])
+        out[f"{name}_sent_per_s"] = round(len(src) / statistics.median(times), 1)
+        out[f"{name}_bleu"] = round(score, 2)
+        out["bleu_signature"] = sig
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=100, help="timed training updates (after warm-up)")
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--window", type=int, default=25, help="updates per timing window (median reported)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--ckpt", help="decode with this checkpoint (else the model trained here)")
+    ap.add_argument("--decode-repeats", type=int, default=2)
+    ap.add_argument("--no-decode", action="store_true")
+    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides")
+    args = ap.parse_args()
+    overrides = [f"trainer.precision={args.precision}", *args.overrides]
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "precision": args.precision,
+        "overrides": overrides,
+    }
+    cfg, task = build(overrides)
+    result["params"] = sum(p.numel() for p in task.network.parameters())
+    if args.steps > 0:
+        result.update(bench_train(cfg, task, args.steps, args.warmup, args.window))
+    if not args.no_decode:
+        if args.ckpt:
+            task, _ = restore_task(ckpt_io.load(args.ckpt), with_data=True)
+        dtype = torch.bfloat16 if args.precision == "bf16" else None
+        ctx = torch.autocast("cpu", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
+        with ctx:
+            result.update(bench_decode(task, args.decode_repeats))
+    result["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
