@@ -1,0 +1,176 @@
+"""Labelled texts (sentence/document classification) through Hugging Face ``datasets``.
+
+Sources: a TSV/CSV/JSONL table per split (the bundled SST-2 and IMDB files take this path too)
+or a hub dataset. Every source ends as a ``LabelledCorpus``: token lists and string labels per
+split. Problems name the file and line: a missing column, an empty label, a file that does not
+parse. Empty texts are dropped and counted; texts longer than ``max_len`` tokens are truncated
+and counted, never an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+
+from seqlab.data.hub import label_names, open_hub
+from seqlab.data.text import _file_digest, check_text_file, column, tokenizer_fn
+from seqlab.errors import DataError
+
+log = logging.getLogger(__name__)
+
+_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_READERS = {"tsv": ("csv", {"delimiter": "\t", "quoting": 3}), "csv": ("csv", {}), "jsonl": ("json", {})}
+
+
+@dataclass
+class LabelledSplit:
+    tokens: list[list[str]]
+    labels: list[str]
+    where: list[str]  # "file:line" of each example, for messages
+
+
+@dataclass
+class LabelledCorpus:
+    """``splits[name]``: tokenised texts and their labels (as strings)."""
+
+    splits: dict[str, LabelledSplit]
+    tokenizer: str
+    lowercase: bool
+    strip_html: bool
+    max_len: int
+    label_order: list[str] | None  # the hub's ClassLabel names, if it has them
+    fingerprint: str
+
+    def tokenize(self, text: str) -> list[str]:
+        return tokenize_text(text, self.tokenizer, self.lowercase, self.strip_html)
+
+
+def tokenize_text(text: str, tokenizer: str, lowercase: bool, strip_html: bool) -> list[str]:
+    if strip_html:
+        text = _HTML_BREAK.sub(" ", text)
+    return tokenizer_fn(tokenizer)(text.lower() if lowercase else text)
+
+
+def _read_table(split: str, path: str, fmt: str, text_col: str, label_col: str):
+    check_text_file(path, f"data.{split}.path")
+    builder, kwargs = _READERS[fmt]
+    try:
+        ds = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, **kwargs)
+    except Exception as e:  # pyarrow / pandas / json errors carry the row in their message
+        raise DataError(f"{path}: cannot parse as {fmt} ({type(e).__name__}: {str(e)[:300]}) (data.{split}.path)") from None
+    for key, col in (("text_column", text_col), ("label_column", label_col)):
+        if col not in ds.column_names:
+            raise DataError(
+                f"{path}: no column {col!r} (columns: {', '.join(ds.column_names)}); set data.{key}"
+            )
+    first_line = 2 if fmt in ("tsv", "csv") else 1  # header line
+    where = [f"{path}:{i + first_line}" for i in range(len(ds))]
+    return column(ds, text_col), column(ds, label_col), where
+
+
+def _to_split(texts, labels, where, names, corpus_args, origin: str) -> LabelledSplit:
+    tok_kind, lower, strip_html, max_len = corpus_args
+    out = LabelledSplit([], [], [])
+    empty, truncated = [], 0
+    for text, label, w in zip(texts, labels, where, strict=True):
+        if label is None or str(label).strip() == "":
+            raise DataError(f"{w}: empty label (every row needs a label in the label column)")
+        toks = tokenize_text(str(text or ""), tok_kind, lower, strip_html)
+        if not toks:
+            empty.append(w)
+            continue
+        if max_len and len(toks) > max_len:
+            toks, truncated = toks[:max_len], truncated + 1
+        out.tokens.append(toks)
+        out.labels.append(names[int(label)] if names is not None else str(label).strip())
+        out.where.append(w)
+    if empty:
+        log.warning("%s: dropped %d empty text(s) (first at %s)", origin, len(empty), empty[0])
+    if truncated:
+        log.info("%s: truncated %d of %d texts to data.max_len=%d tokens", origin, truncated, len(out.tokens), max_len)
+    if not out.tokens:
+        raise DataError(f"{origin}: no non-empty texts")
+    return out
+
+
+def _carve_val(train: LabelledSplit, fraction: float, seed: int) -> tuple[LabelledSplit, LabelledSplit]:
+    """A seeded random ``fraction`` of train becomes the validation split."""
+    idx = list(range(len(train.tokens)))
+    random.Random(seed).shuffle(idx)
+    n_val = max(1, int(round(fraction * len(idx))))
+    if n_val >= len(idx):
+        raise DataError(f"data.val_fraction={fraction}: leaves no training examples")
+    val_idx, train_idx = sorted(idx[:n_val]), sorted(idx[n_val:])
+
+    def pick(ids):
+        return LabelledSplit([train.tokens[i] for i in ids], [train.labels[i] for i in ids], [train.where[i] for i in ids])
+
+    return pick(train_idx), pick(val_idx)
+
+
+def load_classification(
+    format: str = "tsv",
+    name: str | None = None,
+    text_column: str = "sentence",
+    label_column: str = "label",
+    train: dict | None = None,
+    val: dict | None = None,
+    test: dict | None = None,
+    val_fraction: float = 0.0,
+    split_seed: int = 1234,
+    tokenizer: str = "space",
+    lowercase: bool = False,
+    strip_html: bool = False,
+    max_len: int = 0,
+) -> LabelledCorpus:
+    """Read labelled texts (train, val, optional test) into a ``LabelledCorpus``."""
+    fmt = getattr(format, "value", format)
+    tok = getattr(tokenizer, "value", tokenizer)
+    args = (tok, lowercase, strip_html, max_len)
+    files = {"train": train or {}, "val": val or {}, "test": test or {}}
+    splits: dict[str, LabelledSplit] = {}
+    order = None
+    if fmt == "hub":
+        if not name:
+            raise DataError("data.name: a hub dataset name is required with data.format=hub")
+        hub = open_hub(name, "the bundled data (data=sst2, data=imdb) or your own files (data=table_classification)")
+        for split, ds in hub.items():
+            for key, col in (("text_column", text_column), ("label_column", label_column)):
+                if col not in ds.column_names:
+                    raise DataError(f"data.name={name!r}[{split}]: no column {col!r} ({ds.column_names}); set data.{key}")
+            names = label_names(ds, label_column)
+            order = order or names
+            labels = column(ds, label_column)
+            if split != "train" and labels and all(lab == -1 for lab in labels):
+                log.info("%s[%s]: unlabelled (label -1), left out", name, split)
+                continue
+            where = [f"{name}[{split}] row {i}" for i in range(len(ds))]
+            splits[split] = _to_split(column(ds, text_column), labels, where, names, args, f"{name}[{split}]")
+        origin = name
+    elif fmt in _READERS:
+        paths = []
+        for split, spec in files.items():
+            if spec.get("path"):
+                texts, labels, where = _read_table(split, spec["path"], fmt, text_column, label_column)
+                splits[split] = _to_split(texts, labels, where, None, args, f"data.{split} ({spec['path']})")
+                paths.append(Path(spec["path"]))
+        origin = _file_digest(paths)
+    else:
+        raise DataError(f"data.format={fmt!r}: labelled texts are read from tsv, csv, jsonl or hub")
+    if "train" not in splits:
+        raise DataError("data.train.path: no training split given")
+    if val_fraction > 0:
+        if "val" in splits:
+            raise DataError("data.val_fraction > 0 carves validation out of train, but data.val.path is also set; use one")
+        splits["train"], splits["val"] = _carve_val(splits["train"], val_fraction, split_seed)
+        log.info("validation split: %d examples carved from train (seed %d)", len(splits["val"].tokens), split_seed)
+    if "val" not in splits:
+        raise DataError("data.val.path: no validation split given (or set data.val_fraction to carve one from train)")
+    key = f"{origin}|{text_column}|{label_column}|{args}|{val_fraction}|{split_seed}"
+    return LabelledCorpus(splits, tok, lowercase, strip_html, max_len, order, hashlib.sha1(key.encode()).hexdigest())

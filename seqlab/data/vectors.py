@@ -1,0 +1,54 @@
+"""Pretrained word vectors from a GloVe or word2vec *text* file, aligned to a vocabulary."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from pathlib import Path
+
+import torch
+
+from seqlab.data.vocab import Vocab
+from seqlab.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def load_vectors(path: str, vocab: Vocab, dim: int, key: str = "task.embeddings.path") -> tuple[torch.Tensor, list[int]]:
+    """``len(vocab) x dim`` rows for the vocabulary words found in the file, and their ids.
+
+    Lines are ``word v1 ... v_dim``; a word2vec header line (``count dim``) is skipped. Words
+    are also looked up lower-cased when the exact form is missing."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{key}: no vectors file at {p}")
+    rows: dict[int, torch.Tensor] = {}
+    opener = gzip.open if p.suffix == ".gz" else open
+    lower = {}
+    for i, tok in enumerate(vocab.itos):
+        lower.setdefault(tok.lower(), i)
+    with opener(p, "rt", encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, start=1):
+            parts = line.rstrip().split(" ")
+            if n == 1 and len(parts) == 2 and all(x.isdigit() for x in parts):
+                continue  # word2vec header
+            if len(parts) != dim + 1:
+                raise DataError(
+                    f"{p}:{n}: {len(parts) - 1} numbers after the word, expected {dim} "
+                    f"(model.emb_size must equal the vectors' dimension) ({key})"
+                )
+            word = parts[0]
+            idx = vocab.stoi.get(word)
+            if idx is None and word.lower() == word:
+                idx = lower.get(word)
+            if idx is None or idx in rows and vocab.itos[idx] != word:
+                continue
+            try:
+                rows[idx] = torch.tensor([float(x) for x in parts[1:]])
+            except ValueError:
+                raise DataError(f"{p}:{n}: not a number in the vector of {word!r} ({key})") from None
+    weight = torch.zeros(len(vocab), dim)
+    for i, v in rows.items():
+        weight[i] = v
+    log.info("pretrained vectors: %d of %d vocabulary words found in %s", len(rows), len(vocab), p)
+    return weight, sorted(rows)

@@ -1,0 +1,240 @@
+"""Networks for the many-to-one and many-to-many text tasks, built from a ``ModelConfig``.
+
+- ``SequenceClassifier``: (bi)RNN encoder -> pooled sentence vector -> class logits. Pooling is the
+  final hidden state of both directions, or (``*_attn`` models) attention with a learned query.
+- ``SequenceTagger``: word embedding (+ character features of each word) -> biRNN -> a label per
+  token; ``*_attn`` models also attend over the sentence at each position.
+- ``CharLM``: embedding -> unidirectional RNN whose state is carried between chunks -> next
+  character; ``*_attn`` models attend over the previous ``window`` states (carried too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seqlab.config import ModelConfig
+from seqlab.models.attention import Attention, build_attention
+from seqlab.models.encoders import RNNEncoder, make_rnn
+from seqlab.models.seq2seq import init_uniform
+
+
+def _v(x):
+    return getattr(x, "value", x)
+
+
+def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """x: B x S x E padded, lengths: B (>= 1) -> outputs B x S x H (zeros at padding)."""
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, _ = rnn(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+    return out
+
+
+def length_mask(lengths: torch.Tensor, S: int) -> torch.Tensor:
+    """B x S, True at real positions."""
+    return torch.arange(S, device=lengths.device)[None, :] < lengths[:, None]
+
+
+# ------------------------------------------------------------------------------ many-to-one
+class AttentionPooling(nn.Module):
+    """A learned query attends over the encoder states: ``(context B x H, weights B x S)``."""
+
+    def __init__(self, kind: str, size: int):
+        super().__init__()
+        self.attention = build_attention(kind, size, size)
+        self.query = nn.Parameter(torch.empty(size).uniform_(-0.1, 0.1))
+
+    def forward(self, memory: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B = memory.size(0)
+        keys = self.attention.project_keys(memory)  # B x S x K
+        return self.attention(self.query.expand(B, -1), keys, memory, mask)
+
+
+class SequenceClassifier(nn.Module):
+    """Text -> class logits. ``pooling``: final | max | mean | attention (see ``config.Pooling``)."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, num_classes: int, pad_id: int, pooling: str):
+        super().__init__()
+        self.encoder = RNNEncoder(cfg.cell, vocab_size, cfg.emb_size, cfg.hidden_size, cfg.num_layers,
+                                  cfg.bidirectional, cfg.dropout, pad_id)
+        if pooling == "attention" and _v(cfg.attention) == "none":
+            raise ValueError("task.pooling=attention needs a model with attention (model.attention != none)")
+        self.pooling = pooling
+        H = cfg.hidden_size
+        self.pool = AttentionPooling(_v(cfg.attention), H) if pooling == "attention" else None
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(H, num_classes)
+        init_uniform(self, cfg.init_range)
+
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """src: B x S ids -> logits B x C, attention weights B x S (None unless attention pooling)."""
+        enc = self.encoder(src, lengths)
+        weights = None
+        if self.pooling == "attention":
+            vec, weights = self.pool(enc.memory, enc.mask)  # B x H, B x S
+        elif self.pooling == "max":
+            vec = enc.memory.masked_fill(~enc.mask.unsqueeze(-1), float("-inf")).max(dim=1).values
+        elif self.pooling == "mean":
+            vec = enc.memory.sum(1) / enc.mask.sum(1, keepdim=True).clamp(min=1)
+        else:
+            vec = enc.summary  # B x H: last forward state and first backward state, top layer
+        return self.out(self.dropout(vec)), weights
+
+
+# ----------------------------------------------------------------------------- many-to-many
+class CharCNN(nn.Module):
+    """Characters of each word -> embedding -> 1-D convolution (width 3) -> max over the word."""
+
+    def __init__(self, n_chars: int, emb_size: int, out_size: int):
+        super().__init__()
+        self.embed = nn.Embedding(n_chars, emb_size, padding_idx=0)
+        self.conv = nn.Conv1d(emb_size, out_size, kernel_size=3, padding=1)
+        self.out_size = out_size
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        """chars: N x L ids (0 = padding) -> N x out_size."""
+        x = self.embed(chars).transpose(1, 2)  # N x E x L
+        h = torch.relu(self.conv(x))  # N x F x L
+        h = h.masked_fill((chars == 0).unsqueeze(1), 0.0)  # relu >= 0, so padding never wins the max
+        return h.max(dim=2).values
+
+
+class CharBiLSTM(nn.Module):
+    """Characters of each word -> BiLSTM -> final states of both directions."""
+
+    def __init__(self, n_chars: int, emb_size: int, out_size: int):
+        super().__init__()
+        self.embed = nn.Embedding(n_chars, emb_size, padding_idx=0)
+        self.rnn = nn.LSTM(emb_size, out_size // 2, batch_first=True, bidirectional=True)
+        self.out_size = 2 * (out_size // 2)
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        lengths = (chars != 0).sum(1).clamp(min=1)
+        packed = pack_padded_sequence(self.embed(chars), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.rnn(packed)  # 2 x N x out/2
+        return torch.cat([h[0], h[1]], dim=-1)
+
+
+class SequenceTagger(nn.Module):
+    """Tokens (+ their characters) -> biRNN -> (attention over the sentence) -> tag logits."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, num_tags: int, pad_id: int,
+                 char_features: str = "none", n_chars: int = 0, char_emb_size: int = 32, char_hidden_size: int = 64):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=pad_id)
+        self.chars = {"cnn": CharCNN, "lstm": CharBiLSTM}.get(char_features)
+        if self.chars is not None:
+            self.chars = self.chars(n_chars, char_emb_size, char_hidden_size)
+        in_size = cfg.emb_size + (self.chars.out_size if self.chars is not None else 0)
+        directions = 2 if cfg.bidirectional else 1
+        if cfg.hidden_size % directions:
+            raise ValueError(f"model.hidden_size={cfg.hidden_size} must be even for a bidirectional encoder")
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.rnn = make_rnn(cfg.cell, in_size, cfg.hidden_size // directions, cfg.num_layers,
+                            bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
+        H = cfg.hidden_size
+        self.attention = build_attention(cfg.attention, H, H)
+        self.combine = nn.Linear(2 * H, H) if self.attention is not None else None
+        self.out = nn.Linear(H, num_tags)
+        init_uniform(self, cfg.init_range)
+
+    def forward(self, words: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None):
+        """words: B x S ids, lengths: B, chars: B x S x L ids -> logits B x S x T, weights B x S x S."""
+        B, S = words.shape
+        x = self.embed(words)  # B x S x E
+        if self.chars is not None:
+            feats = self.chars(chars.view(B * S, -1)).view(B, S, -1)  # B x S x F
+            x = torch.cat([x, feats], dim=-1)
+        h = run_packed(self.rnn, self.dropout(x), lengths)  # B x S x H
+        weights = None
+        if self.attention is not None:
+            mask = length_mask(lengths.to(h.device), S)
+            ctx, weights = self.attention(h, self.attention.project_keys(h), h, mask)  # B x S x H, B x S x S
+            h = torch.tanh(self.combine(torch.cat([h, ctx], dim=-1)))
+        return self.out(self.dropout(h)), weights
+
+
+# ----------------------------------------------------------------------- character LM
+@dataclass
+class LMState:
+    """What one chunk hands to the next: the RNN state and (with attention) the last ``window``
+    outputs with their validity mask."""
+
+    rnn: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None
+    memory: torch.Tensor | None = None  # B x W x H
+    memory_mask: torch.Tensor | None = None  # B x W (1.0 = a real earlier state)
+
+    def detach(self) -> LMState:
+        rnn = self.rnn
+        if isinstance(rnn, tuple):
+            rnn = tuple(t.detach() for t in rnn)
+        elif rnn is not None:
+            rnn = rnn.detach()
+        mem = self.memory.detach() if self.memory is not None else None
+        return LMState(rnn, mem, self.memory_mask)
+
+
+class WindowAttention(nn.Module):
+    """Each position attends over the ``window`` outputs before it (across chunk boundaries)."""
+
+    def __init__(self, attention: Attention, window: int):
+        super().__init__()
+        self.attention, self.window = attention, window
+
+    def forward(self, out: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor):
+        """out: B x T x H; memory: B x W x H -> context B x T x H, weights B x T x W, new memory."""
+        B, T, H = out.shape
+        W = self.window
+        states = torch.cat([memory, out], dim=1)  # B x (W+T) x H
+        valid = torch.cat([memory_mask, memory_mask.new_ones(B, T)], dim=1)  # B x (W+T)
+        keys = self.attention.project_keys(states)  # B x (W+T) x K
+        K = keys.size(-1)
+        # position t (index W+t in `states`) sees states[t : t+W]
+        kw = keys.unfold(1, W, 1)[:, :T].permute(0, 1, 3, 2).reshape(B * T, W, K)  # BT x W x K
+        vw = states.unfold(1, W, 1)[:, :T]  # B x T x H x W
+        mw = valid.unfold(1, W, 1)[:, :T]  # B x T x W
+        scores = self.attention.score(out.reshape(B * T, 1, H), kw).view(B, T, W)
+        scores = scores.float().masked_fill(mw == 0, -1e4)  # finite: an all-masked row gives zeros
+        weights = (torch.softmax(scores, dim=-1) * mw).to(out.dtype)  # B x T x W
+        context = torch.einsum("btw,bthw->bth", weights, vw)  # B x T x H
+        return context, weights, states[:, -W:], valid[:, -W:]
+
+
+class CharLM(nn.Module):
+    """Characters -> embedding -> unidirectional RNN (state carried) -> next-character logits."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, window: int = 32):
+        super().__init__()
+        H = cfg.hidden_size  # a language model reads left to right: all of it is one direction
+        self.embed = nn.Embedding(vocab_size, cfg.emb_size)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.rnn = make_rnn(cfg.cell, cfg.emb_size, H, cfg.num_layers,
+                            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
+        attention = build_attention(cfg.attention, H, H)
+        self.attention = WindowAttention(attention, window) if attention is not None else None
+        self.combine = nn.Linear(2 * H, H) if attention is not None else None
+        self.out = nn.Linear(H, vocab_size)
+        self.hidden_size, self.window = H, window
+        init_uniform(self, cfg.init_range)
+
+    def initial_state(self, batch: int, device: torch.device) -> LMState:
+        if self.attention is None:
+            return LMState()
+        mem = torch.zeros(batch, self.window, self.hidden_size, device=device)
+        return LMState(None, mem, torch.zeros(batch, self.window, device=device))
+
+    def forward(self, x: torch.Tensor, state: LMState | None = None):
+        """x: B x T ids -> logits B x T x V, the state after the chunk, attention B x T x W (or None)."""
+        B = x.size(0)
+        state = state or self.initial_state(B, x.device)
+        out, rnn_state = self.rnn(self.dropout(self.embed(x)), state.rnn)  # B x T x H
+        weights = None
+        new = LMState(rnn_state)
+        if self.attention is not None:
+            ctx, weights, new.memory, new.memory_mask = self.attention(out, state.memory, state.memory_mask)
+            out = torch.tanh(self.combine(torch.cat([out, ctx], dim=-1)))
+        return self.out(self.dropout(out)), new, weights

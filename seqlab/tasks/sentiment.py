@@ -1,0 +1,241 @@
+"""Many-to-one text classification (sentiment): a (bi)RNN reads the text, one label comes out.
+
+Models without attention classify the final hidden state (both directions); ``*_attn`` models
+pool the encoder states with a learned attention query, whose weights ``seqlab predict`` prints
+per word (and draws as PNGs) and TensorBoard shows as images.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from seqlab.config import EmbeddingsConfig, ModelConfig
+from seqlab.data.batch import eval_batches, pad
+from seqlab.data.classification import LabelledCorpus, LabelledSplit, tokenize_text
+from seqlab.data.vocab import Vocab
+from seqlab.errors import DataError
+from seqlab.metrics import accuracy, macro_f1
+from seqlab.models.heads import SequenceClassifier
+from seqlab.tasks.base import StepOutput, Task
+
+log = logging.getLogger(__name__)
+
+
+def _v(x: Any) -> Any:
+    return getattr(x, "value", x)
+
+
+def _label_sort_key(label: str):
+    return (0, int(label), label) if label.lstrip("-").isdigit() else (1, 0, label)
+
+
+def check_labels(split: str, data: LabelledSplit, known: Sequence[str]) -> None:
+    """Eval labels must be among the training labels (else the metric is meaningless)."""
+    known = set(known)
+    for lab, where in zip(data.labels, data.where, strict=True):
+        if lab not in known:
+            raise DataError(
+                f"{where}: label {lab!r} in the {split} split never occurs in training "
+                f"(training labels: {', '.join(sorted(known, key=_label_sort_key))})"
+            )
+
+
+def init_embeddings(embedding: torch.nn.Embedding, spec: EmbeddingsConfig | dict | None, vocab: Vocab) -> None:
+    """Copy pretrained vectors (task.embeddings.path) into the rows of the words they cover."""
+    spec = EmbeddingsConfig(**spec) if isinstance(spec, dict) else spec
+    if spec is None or not spec.path:
+        return
+    from seqlab.data.vectors import load_vectors
+
+    weight, found = load_vectors(spec.path, vocab, embedding.embedding_dim)
+    with torch.no_grad():
+        embedding.weight[found] = weight[found]
+    embedding.weight.requires_grad_(not spec.freeze)
+
+
+@dataclass
+class ClassBatch:
+    src: torch.Tensor  # B x S
+    lengths: torch.Tensor  # B
+    labels: torch.Tensor  # B
+
+
+@dataclass
+class Prediction:
+    tokens: list[str]
+    label: str
+    prob: float
+    attention: torch.Tensor | None  # S, or None
+
+
+class SentimentTask(Task):
+    """Text classification; monitors validation accuracy (percent) and reports macro F1."""
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        data: LabelledCorpus | None = None,
+        state: dict[str, Any] | None = None,
+        cache_dir: str | None = None,
+        name: str = "sentiment",
+        monitor: str = "val/acc",
+        monitor_mode: str = "max",
+        vocab: dict | None = None,
+        pooling: str = "auto",
+        embeddings: EmbeddingsConfig | dict | None = None,
+        eval_batch_size: int = 128,
+        num_samples: int = 3,
+    ):
+        self.name, self.monitor, self.monitor_mode = name, monitor, monitor_mode
+        self.eval_batch_size, self.num_samples, self.model_cfg = eval_batch_size, num_samples, model
+        if data is None and state is None:
+            raise ValueError("SentimentTask needs data or a saved state")
+        self.splits = data.splits if data is not None else {}
+        if state is not None:
+            self.vocab, self.labels = Vocab(state["vocab"]), list(state["labels"])
+            self.text_cfg = dict(state["text"])
+        else:
+            vocab = vocab or {}
+            train = self.splits["train"]
+            self.vocab = Vocab.build(train.tokens, vocab.get("min_freq", 1), vocab.get("max_size", 50000))
+            self.labels = data.label_order or sorted(set(train.labels), key=_label_sort_key)
+            self.text_cfg = {"tokenizer": data.tokenizer, "lowercase": data.lowercase,
+                             "strip_html": data.strip_html, "max_len": data.max_len}
+            log.info("vocabulary: %d words; labels: %s", len(self.vocab), ", ".join(self.labels))
+        for split, s in self.splits.items():
+            if split != "train":
+                check_labels(split, s, self.labels)
+        self.label_id = {lab: i for i, lab in enumerate(self.labels)}
+        pooling = _v(pooling)
+        if pooling == "auto":
+            pooling = "final" if _v(model.attention) == "none" else "attention"
+        self.pooling = pooling
+        self.network = SequenceClassifier(model, len(self.vocab), len(self.labels), self.vocab.pad_id, pooling)
+        if state is None:
+            init_embeddings(self.network.encoder.embed, embeddings, self.vocab)
+        self._encoded: dict[str, tuple[list[list[int]], list[int]]] = {}
+        self._train = self._encode("train") if data is not None else None
+
+    # ------------------------------------------------------------------------ data
+    def _encode(self, split: str) -> tuple[list[list[int]], list[int]]:
+        if split not in self._encoded:
+            if split not in self.splits:
+                raise DataError(f"split {split!r} is not in the data (have: {', '.join(self.splits)})")
+            s = self.splits[split]
+            self._encoded[split] = ([self.vocab.encode(t) for t in s.tokens], [self.label_id[lab] for lab in s.labels])
+        return self._encoded[split]
+
+    def train_lengths(self) -> list[int]:
+        return [len(s) for s in self._train[0]]
+
+    def _batch(self, seqs: Sequence[list[int]], labels: Sequence[int]) -> ClassBatch:
+        src, lengths = pad([s or [self.vocab.unk_id] for s in seqs], self.vocab.pad_id)
+        d = self.device
+        return ClassBatch(src.to(d), lengths.to(d), torch.tensor(list(labels), dtype=torch.long, device=d))
+
+    def collate(self, indices: Sequence[int]) -> ClassBatch:
+        seqs, labels = self._train
+        return self._batch([seqs[i] for i in indices], [labels[i] for i in indices])
+
+    # ---------------------------------------------------------------------- training
+    def training_step(self, batch: ClassBatch) -> StepOutput:
+        logits, _ = self.network(batch.src, batch.lengths)
+        loss = F.cross_entropy(logits.float(), batch.labels)
+        return StepOutput(loss=loss, n_tokens=int(batch.lengths.sum()), logs={"loss": loss.item()})
+
+    # -------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self, split: str = "val", limit: int | None = None, decode: Any = None) -> dict[str, float]:
+        seqs, labels = self._encode(split)
+        if limit:
+            seqs, labels = seqs[:limit], labels[:limit]
+        self.network.eval()
+        preds = [0] * len(seqs)
+        nll = 0.0
+        for idx in eval_batches([len(s) for s in seqs], self.eval_batch_size):
+            b = self._batch([seqs[i] for i in idx], [labels[i] for i in idx])
+            logits, _ = self.network(b.src, b.lengths)
+            nll += F.cross_entropy(logits.float(), b.labels, reduction="sum").item()
+            for i, p in zip(idx, logits.argmax(-1).tolist(), strict=True):
+                preds[i] = p
+        self.last_hypotheses = [self.labels[p] for p in preds]
+        return {
+            f"{split}/loss": nll / max(len(seqs), 1),
+            f"{split}/acc": accuracy(labels, preds),
+            f"{split}/f1": macro_f1(labels, preds, range(len(self.labels))),
+        }
+
+    # ---------------------------------------------------------------------- prediction
+    def tokenize(self, text: str) -> list[str]:
+        c = self.text_cfg
+        toks = tokenize_text(text, c["tokenizer"], c["lowercase"], c["strip_html"])
+        return toks[: c["max_len"]] if c["max_len"] else toks
+
+    @torch.no_grad()
+    def classify_tokens(self, token_lists: Sequence[list[str]], batch_size: int = 0) -> list[Prediction]:
+        self.network.eval()
+        seqs = [self.vocab.encode(t) for t in token_lists]
+        out: list[Prediction | None] = [None] * len(seqs)
+        for idx in eval_batches([len(s) for s in seqs], batch_size or self.eval_batch_size):
+            b = self._batch([seqs[i] for i in idx], [0] * len(idx))
+            logits, weights = self.network(b.src, b.lengths)
+            probs = torch.softmax(logits.float(), -1)
+            for row, i in enumerate(idx):
+                p = int(probs[row].argmax())
+                n = len(token_lists[i])
+                attn = weights[row, :n].float().cpu() if weights is not None else None
+                out[i] = Prediction(list(token_lists[i]), self.labels[p], float(probs[row, p]), attn)
+        return out  # type: ignore[return-value]
+
+    def predict(self, inputs: Sequence[str], decode: Any = None, out_dir: str | None = None) -> list[str]:
+        """``label<TAB>probability<TAB>text``; with attention the text shows each word's weight,
+        ``word(0.31)``, and ``out_dir`` gets one heatmap PNG per input."""
+        batch_size = int(dict(decode or {}).get("batch_size", 0) or 0)
+        tokens = [self.tokenize(x) for x in inputs]
+        empty = [k + 1 for k, t in enumerate(tokens) if not t]
+        if empty:
+            raise DataError(f"input line {empty[0]}: empty text (nothing to classify)")
+        preds = self.classify_tokens(tokens, batch_size)
+        lines = []
+        for k, p in enumerate(preds):
+            if p.attention is not None:
+                text = " ".join(f"{w}({a:.2f})" for w, a in zip(p.tokens, p.attention.tolist(), strict=True))
+                if out_dir:
+                    from seqlab.viz import save_attention_png
+
+                    save_attention_png(Path(out_dir) / f"attention_{k:03d}.png", p.attention[None], p.tokens,
+                                       [p.label], title=f"{p.label} ({p.prob:.2f})")
+            else:
+                text = " ".join(p.tokens)
+            lines.append(f"{p.label}\t{p.prob:.3f}\t{text}")
+        return lines
+
+    def log_samples(self, logger: Any, step: int, split: str = "val") -> None:
+        if split not in self.splits or self.num_samples <= 0:
+            return
+        s = self.splits[split]
+        for k, p in enumerate(self.classify_tokens(s.tokens[: self.num_samples])):
+            logger.text(f"{split}/sample_{k}", f"**text:** {' '.join(p.tokens)}  \n**gold:** {s.labels[k]}  \n"
+                        f"**predicted:** {p.label} ({p.prob:.2f})", step)
+            if p.attention is not None:
+                logger.attention(f"{split}/attention_{k}", p.attention[None], p.tokens, [p.label], step)
+
+    # --------------------------------------------------------------------- persistence
+    def state(self) -> dict[str, Any]:
+        return {"vocab": self.vocab.to_list(), "labels": list(self.labels), "text": dict(self.text_cfg)}
+
+    def hparams(self) -> dict[str, Any]:
+        m = self.model_cfg
+        return {
+            "model": m.name, "cell": _v(m.cell), "attention": _v(m.attention), "pooling": self.pooling,
+            "emb_size": m.emb_size, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
+            "bidirectional": m.bidirectional, "dropout": m.dropout,
+            "params": sum(p.numel() for p in self.network.parameters()),
+        }

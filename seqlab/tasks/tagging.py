@@ -1,0 +1,230 @@
+"""Many-to-many tagging: one label per input token (POS tagging on UD English-EWT by default).
+
+A bidirectional RNN reads word embeddings, optionally joined with character features of each
+word (a char CNN or BiLSTM, which is what tags words never seen in training); ``*_attn`` models
+also attend over the whole sentence at each position. ``seqlab predict`` prints ``word/TAG``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from seqlab.config import EmbeddingsConfig, ModelConfig
+from seqlab.data.batch import eval_batches, pad
+from seqlab.data.conllu import TaggedCorpus
+from seqlab.data.text import tokenizer_fn
+from seqlab.data.vocab import Vocab
+from seqlab.errors import DataError
+from seqlab.metrics import accuracy, macro_f1
+from seqlab.models.heads import SequenceTagger
+from seqlab.tasks.base import StepOutput, Task
+from seqlab.tasks.sentiment import init_embeddings
+
+log = logging.getLogger(__name__)
+
+
+def _v(x: Any) -> Any:
+    return getattr(x, "value", x)
+
+
+@dataclass
+class TagBatch:
+    words: torch.Tensor  # B x S
+    lengths: torch.Tensor  # B
+    chars: torch.Tensor | None  # B x S x L (0 = padding)
+    tags: torch.Tensor  # B x S (-100 at padding)
+
+
+class TaggingTask(Task):
+    """Sequence labelling; monitors token accuracy (percent), reports macro F1 over tags."""
+
+    IGNORE = -100
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        data: TaggedCorpus | None = None,
+        state: dict[str, Any] | None = None,
+        cache_dir: str | None = None,
+        name: str = "tagging",
+        monitor: str = "val/acc",
+        monitor_mode: str = "max",
+        vocab: dict | None = None,
+        char_features: str = "cnn",
+        char_emb_size: int = 32,
+        char_hidden_size: int = 64,
+        max_word_len: int = 24,
+        word_dropout: float = 0.0,
+        embeddings: EmbeddingsConfig | dict | None = None,
+        eval_batch_size: int = 128,
+        num_samples: int = 3,
+    ):
+        self.name, self.monitor, self.monitor_mode = name, monitor, monitor_mode
+        self.max_word_len, self.word_dropout = max_word_len, word_dropout
+        self.eval_batch_size, self.num_samples, self.model_cfg = eval_batch_size, num_samples, model
+        self.char_features = _v(char_features)
+        if data is None and state is None:
+            raise ValueError("TaggingTask needs data or a saved state")
+        self.splits = data.splits if data is not None else {}
+        if state is not None:
+            self.vocab, self.char_vocab = Vocab(state["vocab"]), Vocab(state["char_vocab"])
+            self.tags, self.tokenizer = list(state["tags"]), state["tokenizer"]
+            self.tag_column = state.get("tag_column", "")
+        else:
+            vocab = vocab or {}
+            train = self.splits["train"]
+            self.vocab = Vocab.build(train.tokens, vocab.get("min_freq", 1), vocab.get("max_size", 50000))
+            self.char_vocab = Vocab.build((w for s in train.tokens for w in s), 1, 0)
+            self.tags = sorted({t for s in train.tags for t in s})
+            self.tokenizer, self.tag_column = data.tokenizer, data.tag_column
+            log.info("vocabulary: %d words, %d characters; %d tags: %s", len(self.vocab), len(self.char_vocab),
+                     len(self.tags), " ".join(self.tags))
+        if not _v(model.bidirectional):
+            log.warning("model.bidirectional=false: the tagger sees only the words to the left")
+        self.tag_id = {t: i for i, t in enumerate(self.tags)}
+        for split, s in self.splits.items():
+            unseen = {t for sent in s.tags for t in sent} - set(self.tag_id)
+            if unseen and split != "train":
+                raise DataError(f"data.{split}: tag(s) {', '.join(sorted(unseen))} never occur in training "
+                                f"(training tags: {' '.join(self.tags)})")
+        self.network = SequenceTagger(model, len(self.vocab), len(self.tags), self.vocab.pad_id, self.char_features,
+                                      len(self.char_vocab), char_emb_size, char_hidden_size)
+        if state is None:
+            init_embeddings(self.network.embed, embeddings, self.vocab)
+        self._encoded: dict[str, list[tuple[list[int], list[list[int]], list[int]]]] = {}
+        self._train = self._encode("train") if data is not None else None
+
+    # ------------------------------------------------------------------------ data
+    def _encode_words(self, words: Sequence[str]) -> tuple[list[int], list[list[int]]]:
+        chars = [self.char_vocab.encode(w[: self.max_word_len]) or [self.char_vocab.unk_id] for w in words]
+        return self.vocab.encode(words), chars
+
+    def _encode(self, split: str):
+        if split not in self._encoded:
+            if split not in self.splits:
+                raise DataError(f"split {split!r} is not in the data (have: {', '.join(self.splits)})")
+            s = self.splits[split]
+            self._encoded[split] = [(*self._encode_words(w), [self.tag_id[t] for t in tags])
+                                    for w, tags in zip(s.tokens, s.tags, strict=True)]
+        return self._encoded[split]
+
+    def train_lengths(self) -> list[int]:
+        return [len(w) for w, _, _ in self._train]
+
+    def _batch(self, items: Sequence[tuple[list[int], list[list[int]], list[int]]], train: bool = False) -> TagBatch:
+        words, lengths = pad([w for w, _, _ in items], self.vocab.pad_id)
+        tags, _ = pad([t for _, _, t in items], self.IGNORE)
+        if train and self.word_dropout > 0:
+            drop = (torch.rand(words.shape) < self.word_dropout) & (words != self.vocab.pad_id)
+            words = words.masked_fill(drop, self.vocab.unk_id)
+        chars = None
+        if self.char_features != "none":
+            L = max(len(c) for _, cs, _ in items for c in cs)
+            chars = torch.zeros(words.size(0), words.size(1), L, dtype=torch.long)
+            for b, (_, cs, _) in enumerate(items):
+                for i, c in enumerate(cs):
+                    chars[b, i, : len(c)] = torch.as_tensor(c)
+            chars = chars.to(self.device)
+        d = self.device
+        return TagBatch(words.to(d), lengths.to(d), chars, tags.to(d))
+
+    def collate(self, indices: Sequence[int]) -> TagBatch:
+        return self._batch([self._train[i] for i in indices], train=True)
+
+    # ---------------------------------------------------------------------- training
+    def training_step(self, batch: TagBatch) -> StepOutput:
+        logits, _ = self.network(batch.words, batch.lengths, batch.chars)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.tags.flatten(), ignore_index=self.IGNORE)
+        return StepOutput(loss=loss, n_tokens=int(batch.lengths.sum()), logs={"loss": loss.item()})
+
+    # -------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def _tag(self, items, batch_size: int = 0):
+        """Predicted tag ids per sentence, attention (S x S or None) per sentence, summed nll."""
+        self.network.eval()
+        preds: list[list[int]] = [[] for _ in items]
+        attn: list[torch.Tensor | None] = [None] * len(items)
+        nll = 0.0
+        for idx in eval_batches([len(w) for w, _, _ in items], batch_size or self.eval_batch_size):
+            b = self._batch([items[i] for i in idx])
+            logits, weights = self.network(b.words, b.lengths, b.chars)
+            nll += F.cross_entropy(logits.flatten(0, 1).float(), b.tags.flatten(), ignore_index=self.IGNORE,
+                                   reduction="sum").item()
+            best = logits.argmax(-1).tolist()
+            for row, i in enumerate(idx):
+                n = len(items[i][0])
+                preds[i] = best[row][:n]
+                if weights is not None:
+                    attn[i] = weights[row, :n, :n].float().cpu()
+        return preds, attn, nll
+
+    def evaluate(self, split: str = "val", limit: int | None = None, decode: Any = None) -> dict[str, float]:
+        items = self._encode(split)
+        if limit:
+            items = items[:limit]
+        preds, _, nll = self._tag(items)
+        gold = [t for _, _, tags in items for t in tags]
+        flat = [p for sent in preds for p in sent]
+        self.last_hypotheses = [" ".join(self.tags[p] for p in sent) for sent in preds]
+        return {
+            f"{split}/loss": nll / max(len(gold), 1),
+            f"{split}/acc": accuracy(gold, flat),
+            f"{split}/f1": macro_f1(gold, flat, range(len(self.tags))),
+        }
+
+    # ---------------------------------------------------------------------- prediction
+    def tag_sentences(self, sentences: Sequence[Sequence[str]], batch_size: int = 0):
+        items = [(*self._encode_words(s), [0] * len(s)) for s in sentences]
+        preds, attn, _ = self._tag(items, batch_size)
+        return [[self.tags[p] for p in sent] for sent in preds], attn
+
+    def predict(self, inputs: Sequence[str], decode: Any = None, out_dir: str | None = None) -> list[str]:
+        """``word/TAG word/TAG ...`` per input; ``out_dir`` gets word-by-word attention PNGs."""
+        batch_size = int(dict(decode or {}).get("batch_size", 0) or 0)
+        tok = tokenizer_fn(self.tokenizer)
+        sentences = [tok(x) for x in inputs]
+        if any(not s for s in sentences):
+            raise DataError("input: an empty sentence (nothing to tag)")
+        tags, attn = self.tag_sentences(sentences, batch_size)
+        if out_dir:
+            from seqlab.viz import save_attention_png
+
+            for k, a in enumerate(attn):
+                if a is not None:
+                    labels = [f"{w}/{t}" for w, t in zip(sentences[k], tags[k], strict=True)]
+                    save_attention_png(Path(out_dir) / f"attention_{k:03d}.png", a, sentences[k], labels)
+        return [" ".join(f"{w}/{t}" for w, t in zip(s, ts, strict=True)) for s, ts in zip(sentences, tags, strict=True)]
+
+    def log_samples(self, logger: Any, step: int, split: str = "val") -> None:
+        if split not in self.splits or self.num_samples <= 0:
+            return
+        s = self.splits[split]
+        sents = s.tokens[: self.num_samples]
+        tags, attn = self.tag_sentences(sents)
+        for k, sent in enumerate(sents):
+            shown = " ".join(f"{w}/{t}" if t == g else f"**{w}/{t}** (gold {g})"
+                             for w, t, g in zip(sent, tags[k], s.tags[k], strict=True))
+            logger.text(f"{split}/sample_{k}", shown, step)
+            if attn[k] is not None:
+                logger.attention(f"{split}/attention_{k}", attn[k], sent, [f"{w}/{t}" for w, t in zip(sent, tags[k], strict=True)], step)
+
+    # --------------------------------------------------------------------- persistence
+    def state(self) -> dict[str, Any]:
+        return {"vocab": self.vocab.to_list(), "char_vocab": self.char_vocab.to_list(), "tags": list(self.tags),
+                "tokenizer": self.tokenizer, "tag_column": self.tag_column}
+
+    def hparams(self) -> dict[str, Any]:
+        m = self.model_cfg
+        return {
+            "model": m.name, "cell": _v(m.cell), "attention": _v(m.attention), "char_features": self.char_features,
+            "emb_size": m.emb_size, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
+            "dropout": m.dropout, "word_dropout": self.word_dropout, "tags": self.tag_column,
+            "params": sum(p.numel() for p in self.network.parameters()),
+        }

@@ -1,0 +1,171 @@
+"""Sentiment (many-to-one): readers, bad input, every model preset, a debug run, predict output."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+from textfixtures import PRESETS, TINY, slice_of, tiny_model
+
+from seqlab.data.classification import LabelledCorpus, LabelledSplit, load_classification
+from seqlab.errors import DataError
+from seqlab.evaluate import restore_task
+from seqlab.tasks.sentiment import SentimentTask
+from seqlab.train import train
+from seqlab.training import checkpoint as ckpt_io
+
+
+def toy_corpus() -> LabelledCorpus:
+    pos = [["a", "good", "film"], ["great", "fun"], ["good", "good", "acting", "here"]]
+    neg = [["a", "bad", "film"], ["awful"], ["bad", "boring", "plot", "here", "too"]]
+    train = LabelledSplit(pos + neg, ["1"] * 3 + ["0"] * 3, [f"toy:{i}" for i in range(6)])
+    return LabelledCorpus({"train": train, "val": train}, "space", False, False, 0, None, "toy")
+
+
+# ------------------------------------------------------------------------------------ readers
+@pytest.mark.unit
+def test_reads_a_slice_of_bundled_sst2(tmp_path):
+    train = slice_of("sst2/train.tsv.gz", tmp_path / "train.tsv.gz", 51)  # header + 50 rows
+    dev = slice_of("sst2/dev.tsv.gz", tmp_path / "dev.tsv.gz", 11)
+    c = load_classification(train={"path": str(train)}, val={"path": str(dev)})
+    assert len(c.splits["train"].tokens) == 50 and len(c.splits["val"].tokens) == 10
+    assert set(c.splits["train"].labels) <= {"0", "1"}
+    assert c.splits["train"].tokens[0] == "hide new secretions from the parental units".split()
+    assert c.splits["train"].where[0].endswith("train.tsv.gz:2")
+
+
+@pytest.mark.unit
+def test_imdb_slice_carves_seeded_val_and_counts_truncations(tmp_path, caplog):
+    train = slice_of("imdb/train.tsv.gz", tmp_path / "imdb.tsv.gz", 41)
+    kw = dict(text_column="text", train={"path": str(train)}, val_fraction=0.25, tokenizer="word",
+              lowercase=True, strip_html=True, max_len=50)
+    with caplog.at_level(logging.INFO):
+        a = load_classification(**kw)
+    b = load_classification(**kw)
+    assert len(a.splits["val"].tokens) == 10 and len(a.splits["train"].tokens) == 30
+    assert a.splits["val"].where == b.splits["val"].where  # same seed, same split
+    assert max(map(len, a.splits["train"].tokens)) == 50
+    assert "truncated" in caplog.text and "data.max_len=50" in caplog.text
+    assert all("<" not in t for toks in a.splits["train"].tokens for t in toks if t == "br")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_user_tables(tmp_path, fmt):
+    p = tmp_path / f"reviews.{fmt}"
+    if fmt == "csv":
+        p.write_text('review,stars\n"Loved it, really",pos\nMeh.,neg\n', encoding="utf-8")
+    else:
+        p.write_text('{"review": "Loved it", "stars": "pos"}\n{"review": "Meh.", "stars": "neg"}\n')
+    c = load_classification(format=fmt, text_column="review", label_column="stars", train={"path": str(p)},
+                            val={"path": str(p)}, tokenizer="word")
+    assert c.splits["train"].labels == ["pos", "neg"]
+    assert c.splits["train"].tokens[0][:2] == ["Loved", "it"]
+
+
+@pytest.mark.unit
+def test_bad_tables_name_file_line_and_key(tmp_path, caplog):
+    p = tmp_path / "t.tsv"
+    p.write_text("sentence\tlabel\ngood\t1\n\t0\nbad\t\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"t\.tsv:4: empty label"):
+        load_classification(train={"path": str(p)}, val={"path": str(p)})
+    p.write_text("sentence\tlabel\ngood\t1\n\t0\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        c = load_classification(train={"path": str(p)}, val={"path": str(p)})
+    assert len(c.splits["train"].tokens) == 1 and "dropped 1 empty text" in caplog.text
+    with pytest.raises(DataError, match=r"no column 'polarity'.*data\.label_column"):
+        load_classification(label_column="polarity", train={"path": str(p)}, val={"path": str(p)})
+    with pytest.raises(DataError, match=r"data\.val\.path"):
+        load_classification(train={"path": str(p)})
+    with pytest.raises(DataError, match="file not found"):
+        load_classification(train={"path": str(tmp_path / "nope.tsv")}, val={"path": str(p)})
+
+
+@pytest.mark.unit
+def test_unseen_label_at_eval_is_an_error(tmp_path):
+    tr, dv = tmp_path / "tr.tsv", tmp_path / "dv.tsv"
+    tr.write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
+    dv.write_text("sentence\tlabel\nok\t1\nhmm\t2\n")
+    corpus = load_classification(train={"path": str(tr)}, val={"path": str(dv)})
+    with pytest.raises(DataError, match=r"dv\.tsv:3: label '2' in the val split never occurs in training"):
+        SentimentTask(tiny_model("gru"), data=corpus)
+
+
+@pytest.mark.unit
+def test_hub_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DataError, match=r"data\.name='someone/reviews'.*offline.*data=sst2"):
+        load_classification(format="hub", name="someone/reviews")
+
+
+@pytest.mark.unit
+def test_pretrained_vectors_initialise_embeddings(tmp_path):
+    vec = tmp_path / "glove.txt"
+    vec.write_text("good " + " ".join(["0.5"] * 12) + "\nzzz " + " ".join(["1"] * 12) + "\n")
+    task = SentimentTask(tiny_model("lstm"), data=toy_corpus(), embeddings={"path": str(vec), "freeze": False})
+    row = task.network.encoder.embed.weight[task.vocab.stoi["good"]]
+    assert torch.allclose(row, torch.full((12,), 0.5))
+    bad = tmp_path / "bad.txt"
+    bad.write_text("good 0.1 0.2\n")
+    with pytest.raises(DataError, match=r"bad\.txt:1: 2 numbers.*model\.emb_size"):
+        SentimentTask(tiny_model("lstm"), data=toy_corpus(), embeddings={"path": str(bad)})
+
+
+# ------------------------------------------------------------------------------- contracts
+@pytest.mark.contract
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_contract_every_preset(preset, num_layers):
+    torch.manual_seed(0)
+    task = SentimentTask(tiny_model(preset, num_layers=num_layers), data=toy_corpus())
+    assert task.pooling == ("attention" if preset.endswith("_attn") else "final")
+    batch = task.collate([0, 1, 2, 3, 4, 5])
+    logits, weights = task.network(batch.src, batch.lengths)
+    assert logits.shape == (6, 2)
+    if preset.endswith("_attn"):
+        assert weights.shape == batch.src.shape
+        assert torch.allclose(weights.sum(-1), torch.ones(6))
+        assert (weights[batch.src == task.vocab.pad_id] == 0).all()
+    out = task.training_step(batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    for name, p in task.network.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+    m = task.evaluate("val")
+    assert set(m) == {"val/loss", "val/acc", "val/f1"} and 0 <= m["val/acc"] <= 100
+
+
+@pytest.mark.contract
+@pytest.mark.parametrize("pooling", ["max", "mean"])
+def test_other_poolings(pooling):
+    task = SentimentTask(tiny_model("gru"), data=toy_corpus(), pooling=pooling)
+    out = task.training_step(task.collate([0, 4]))
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+
+
+# ------------------------------------------------------------------------- smoke and predict
+@pytest.mark.smoke
+def test_debug_run_and_predict(compose_cfg, tmp_path):
+    cfg = compose_cfg(["task=sentiment", "model=gru_attn", "trainer=debug", "trainer.progress_bar=false", *TINY])
+    run = tmp_path / "run"
+    run.mkdir()
+    metrics = train(cfg, run)
+    assert "val/acc" in metrics and "best/val/acc" in metrics
+    assert (run / "checkpoints" / "best.pt").is_file() and list((run / "tb").glob("events.*"))
+    assert list((run / "attention").glob("val_attention_0.png"))  # the TensorBoard image, as a PNG
+    assert json.loads((run / "metrics.json").read_text())["monitor"] == "val/acc"
+    task, _ = restore_task(ckpt_io.load(run / "checkpoints" / "best.pt"), with_data=False)
+    lines = task.predict(["a gripping , funny film", "dull"], {"batch_size": 8}, str(tmp_path / "attn"))
+    label, prob, words = lines[0].split("\t")
+    assert label in ("0", "1") and 0.5 <= float(prob) <= 1.0
+    weights = [float(w.rsplit("(", 1)[1].rstrip(")")) for w in words.split()]
+    assert [w.rsplit("(", 1)[0] for w in words.split()] == "a gripping , funny film".split()
+    assert abs(sum(weights) - 1.0) < 0.02
+    assert sorted(p.name for p in (tmp_path / "attn").iterdir()) == ["attention_000.png", "attention_001.png"]
+    with pytest.raises(DataError, match="empty text"):
+        task.predict(["  "])

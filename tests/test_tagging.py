@@ -1,0 +1,136 @@
+"""Tagging (many-to-many): CoNLL-U reader, bad input, every preset x char features, debug run, word/TAG."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from textfixtures import PRESETS, TINY, slice_of, tiny_model
+
+from seqlab.data.conllu import TaggedCorpus, TaggedSplit, load_tagging, parse_conllu
+from seqlab.errors import DataError
+from seqlab.evaluate import restore_task
+from seqlab.tasks.tagging import TaggingTask
+from seqlab.train import train
+from seqlab.training import checkpoint as ckpt_io
+
+UPOS = {"ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
+        "SCONJ", "SYM", "VERB", "X"}
+
+CONLLU = """# sent_id = 1
+# text = I don't know.
+1\tI\tI\tPRON\tPRP\t_\t3\tnsubj\t_\t_
+2-3\tdon't\t_\t_\t_\t_\t_\t_\t_\t_
+2\tdo\tdo\tAUX\tVBP\t_\t4\taux\t_\t_
+3\tn't\tnot\tPART\tRB\t_\t4\tadvmod\t_\t_
+4\tknow\tknow\tVERB\tVB\t_\t0\troot\t_\t_
+4.1\tknows\tknow\tVERB\tVBZ\t_\t_\t_\t4:conj\t_
+5\t.\t.\tPUNCT\t.\t_\t4\tpunct\t_\t_
+
+1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_
+"""
+
+
+def toy_corpus() -> TaggedCorpus:
+    s = TaggedSplit([["The", "cat", "sat", "."], ["Dogs", "bark"], ["A", "dog", "sat", "down", "."]],
+                    [["DET", "NOUN", "VERB", "PUNCT"], ["NOUN", "VERB"], ["DET", "NOUN", "VERB", "ADV", "PUNCT"]])
+    return TaggedCorpus({"train": s, "val": s}, "upos", "space", "toy")
+
+
+@pytest.mark.unit
+def test_parse_conllu_skips_ranges_and_empty_nodes():
+    s = parse_conllu(CONLLU.splitlines(), "toy.conllu")
+    assert s.tokens == [["I", "do", "n't", "know", "."], ["Hi"]]
+    assert s.tags == [["PRON", "AUX", "PART", "VERB", "PUNCT"], ["INTJ"]]
+    assert parse_conllu(CONLLU.splitlines(), "toy", "xpos").tags[0] == ["PRP", "VBP", "RB", "VB", "."]
+
+
+@pytest.mark.unit
+def test_reads_a_slice_of_bundled_ud_ewt(tmp_path):
+    dev = slice_of("ud_ewt/en_ewt-ud-dev.conllu.gz", tmp_path / "dev.conllu.gz", 300)
+    c = load_tagging(train={"path": str(dev)}, val={"path": str(dev)})
+    sents = c.splits["train"]
+    assert sents.tokens[0] == ["From", "the", "AP", "comes", "this", "story", ":"]
+    assert {t for s in sents.tags for t in s} <= UPOS
+    x = load_tagging(tag_column="xpos", train={"path": str(dev)}, val={"path": str(dev)})
+    assert x.splits["train"].tags[0] == ["IN", "DT", "NNP", "VBZ", "DT", "NN", ":"]
+
+
+@pytest.mark.unit
+def test_bad_conllu_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.conllu"
+    lines = CONLLU.splitlines()
+    lines[4] = "2\tdo\tdo\tAUX\tVBP\t_\t4\taux"  # 8 columns on line 5
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.conllu:5: expected 10 tab-separated CoNLL-U columns, found 8"):
+        load_tagging(train={"path": str(bad)}, val={"path": str(bad)})
+    lines[4] = "2\tdo\tdo\t_\tVBP\t_\t4\taux\t_\t_"
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.conllu:5: no UPOS tag"):
+        load_tagging(train={"path": str(bad)}, val={"path": str(bad)})
+    with pytest.raises(DataError, match=r"data\.tag_column='deprel'"):
+        load_tagging(tag_column="deprel", train={"path": str(bad)}, val={"path": str(bad)})
+    with pytest.raises(DataError, match=r"data\.name='someone/pos'.*offline"):
+        load_tagging(format="hub", name="someone/pos")
+
+
+@pytest.mark.unit
+def test_unseen_tag_in_val_is_an_error():
+    c = toy_corpus()
+    c.splits["val"] = TaggedSplit([["Wow"]], [["INTJ"]])
+    with pytest.raises(DataError, match=r"data\.val: tag\(s\) INTJ never occur in training"):
+        TaggingTask(tiny_model("lstm"), data=c)
+
+
+@pytest.mark.contract
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("chars", ["none", "cnn", "lstm"])
+def test_contract_every_preset(preset, chars):
+    torch.manual_seed(0)
+    task = TaggingTask(tiny_model(preset, num_layers=2), data=toy_corpus(), char_features=chars,
+                       char_emb_size=8, char_hidden_size=8, word_dropout=0.2)
+    batch = task.collate([0, 1, 2])
+    logits, weights = task.network(batch.words, batch.lengths, batch.chars)
+    assert logits.shape == (3, 5, len(task.tags))
+    if preset.endswith("_attn"):
+        assert weights.shape == (3, 5, 5)
+        assert (weights[1, :2, 2:] == 0).all()  # padding of the 2-word sentence gets no weight
+    out = task.training_step(batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and out.n_tokens == 11
+    for name, p in task.network.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+    m = task.evaluate("val")
+    assert set(m) == {"val/loss", "val/acc", "val/f1"}
+
+
+@pytest.mark.smoke
+def test_debug_run_and_predict_word_slash_tag(compose_cfg, tmp_path):
+    cfg = compose_cfg(["task=tagging", "model=lstm_attn", "trainer=debug", "trainer.progress_bar=false",
+                       "task.char_hidden_size=8", "task.char_emb_size=8", *TINY])
+    run = tmp_path / "run"
+    run.mkdir()
+    metrics = train(cfg, run)
+    assert 0 <= metrics["val/acc"] <= 100 and "val/f1" in metrics
+    assert (run / "checkpoints" / "best.pt").is_file() and list((run / "tb").glob("events.*"))
+    task, _ = restore_task(ckpt_io.load(run / "checkpoints" / "best.pt"), with_data=False)
+    [line] = task.predict(["The zorblax sat ."], {"batch_size": 4}, str(tmp_path / "attn"))
+    pairs = [w.rsplit("/", 1) for w in line.split(" ")]
+    assert [w for w, _ in pairs] == ["The", "zorblax", "sat", "."]
+    assert all(t in UPOS for _, t in pairs)
+    assert (tmp_path / "attn" / "attention_000.png").is_file()
+
+
+@pytest.mark.slow
+def test_cli_bad_conllu_exits_cleanly(tmp_path, cli_env):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.conllu"
+    bad.write_text("1\tHi\thi\tINTJ\tUH\t_\t0\troot\t_\t_\n\n1\tOops\n", encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "seqlab", "train", "task=tagging", "data=conllu",
+                        f"data.train.path={bad}", f"data.val.path={bad}", f"hydra.run.dir={tmp_path / 'run'}"],
+                       capture_output=True, text=True, env=cli_env, timeout=120)
+    assert r.returncode != 0
+    assert f"{bad}:3: expected 10 tab-separated CoNLL-U columns, found 2" in r.stderr
+    assert "Traceback" not in r.stderr
