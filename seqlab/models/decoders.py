@@ -97,6 +97,7 @@ class RNNDecoder(nn.Module):
             self.bridge_h = nn.Linear(memory_size, hidden_size)
             self.bridge_c = nn.Linear(memory_size, hidden_size) if cell == "lstm" else None
         self.generator = nn.Linear(hidden_size, vocab_size)
+        self._w_cache: tuple | None = None  # recurrent weights for decoding (see _recurrent_weights)
         if tie_embeddings:
             if emb_size != hidden_size:
                 raise ValueError(f"model.tie_embeddings needs emb_size == hidden_size ({emb_size} != {hidden_size})")
@@ -188,11 +189,15 @@ class RNNDecoder(nn.Module):
         if self.cell == "gru":
             return None
         w_ih, w_hh, _, _ = self._layer(0)
+        dev = w_hh.device.type
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else w_hh.dtype
+        key = (w_ih._version, w_hh._version, w_ih.data_ptr(), dtype)
+        if not torch.is_grad_enabled() and self._w_cache is not None and self._w_cache[0] == key:
+            return self._w_cache[1]  # decoding: built once, not at every step
         E = self.embed.embedding_dim
         w = torch.cat([w_ih[:, E:], w_hh], dim=1) if w_ih.size(1) > E else w_hh
-        dev = w.device.type
-        if torch.is_autocast_enabled(dev):  # cast once per batch, not once per step
-            w = w.to(torch.get_autocast_dtype(dev))
+        w = w.to(dtype)  # under autocast: cast once per batch, not once per step
+        self._w_cache = (key, w.detach()) if not torch.is_grad_enabled() else None
         return w
 
     def _recur(self, x_pre, extra, h_all, c_all, w_rec):

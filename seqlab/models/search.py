@@ -61,15 +61,16 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
                 alpha: float = 1.0) -> Hypotheses:
     """Batched beam search; returns the best finished hypothesis per sentence.
 
-    Beams live as B*K rows; each step takes the top K of K*V continuations per sentence.
-    A hypothesis that emits ``</s>`` is scored with the length penalty and set aside; search for a
-    sentence ends when its best finished score cannot be beaten by any live beam (with a
-    monotone penalty, once the best live raw score normalised by the longest possible length
-    is below it) or at ``max_len``.
+    Beams live as B*K rows; each step takes the top 2K of K*V continuations per sentence, sets
+    aside those among the top K that end in ``</s>`` (scored with the GNMT length penalty), and
+    keeps the K best that do not. A sentence is done when its best candidate ends (so beam size 1
+    is exactly greedy), when no live beam can still beat its best finished hypothesis, or at
+    ``max_len``. Everything is tensor operations over the whole batch; no per-hypothesis Python.
     """
     K = beam_size
     B = enc.memory.size(0)
     dev = enc.memory.device
+    S = enc.memory.size(1)
     rows = torch.arange(B, device=dev).repeat_interleave(K)
     state = decoder.init_state(enc).select(rows)
     prev = torch.full((B * K,), bos, dtype=torch.long, device=dev)
@@ -79,46 +80,52 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
     history = torch.empty(B * K, 0, dtype=torch.long, device=dev)
     attn_hist = None
     best_score = torch.full((B,), float("-inf"), device=dev)
-    best_tokens: list[torch.Tensor | None] = [None] * B
-    best_attn: list[torch.Tensor | None] = [None] * B
+    best_tokens = torch.full((B, max_len), eos, dtype=torch.long, device=dev)
+    best_attn = None
     finished = torch.zeros(B, dtype=torch.bool, device=dev)
+    batch_rows = torch.arange(B, device=dev)
+    top_k_rank = torch.arange(2 * K, device=dev)[None, :] < K
+    lp_max = length_penalty(torch.tensor(float(max_len)), alpha).item() if alpha > 0 else 1.0
+    t = 0
     for t in range(max_len):
         logits, state, w = decoder.step(prev, state)
         logp = torch.log_softmax(logits.float(), dim=-1)  # BK x V
         V = logp.size(-1)
         cand = (beam_scores.view(B * K, 1) + logp).view(B, K * V)
-        top_scores, top_idx = cand.topk(2 * K, dim=1)  # 2K so that K survive after </s> ones leave
-        origin = top_idx // V  # B x 2K: which beam
-        token = top_idx % V
+        top_scores, top_idx = cand.topk(2 * K, dim=1)  # 2K: K survive after the </s> ones leave
+        origin, token = top_idx // V, top_idx % V  # B x 2K
         is_eos = token == eos
         if t == max_len - 1:
             is_eos = torch.ones_like(is_eos)  # force-finish at the length limit
-        # --- set aside finished hypotheses (only among the top K, as in standard beam search)
-        fin_rank = is_eos & (torch.arange(2 * K, device=dev)[None, :] < K) & ~finished[:, None]
-        if bool(fin_rank.any()):
-            norm = top_scores / length_penalty(torch.tensor(t + 1, device=dev), alpha)
-            for b, j in fin_rank.nonzero().tolist():
-                if norm[b, j] > best_score[b]:
-                    best_score[b] = norm[b, j]
-                    src_row = b * K + int(origin[b, j])
-                    best_tokens[b] = torch.cat([history[src_row], token[b, j : j + 1]])
-                    if w is not None:
-                        step_w = w[src_row : src_row + 1]
-                        prev_w = attn_hist[src_row] if attn_hist is not None else step_w[:0]
-                        best_attn[b] = torch.cat([prev_w, step_w], 0)
-        # --- keep the K best non-finished continuations
-        live_scores = top_scores.masked_fill(is_eos, float("-inf"))
-        keep_scores, keep_pos = live_scores.topk(K, dim=1)  # B x K
-        keep_origin = origin.gather(1, keep_pos)
-        keep_token = token.gather(1, keep_pos)
-        # a sentence is done when no live beam can still beat its best finished hypothesis
-        bound = keep_scores[:, 0] / length_penalty(torch.tensor(max_len, device=dev), alpha) if alpha > 0 \
-            else keep_scores[:, 0]
-        # ... or when its best candidate this step was </s> (so beam size 1 is exactly greedy)
+        # --- set aside finished hypotheses among the top K
+        fin = is_eos & top_k_rank & ~finished[:, None]
+        lp = length_penalty(torch.tensor(float(t + 1)), alpha).item() if alpha > 0 else 1.0
+        norm = (top_scores / lp).masked_fill(~fin, float("-inf"))
+        cand_best, j = norm.max(dim=1)  # B
+        improve = cand_best > best_score
+        if bool(improve.any()):
+            b_idx = batch_rows[improve]
+            src_row = b_idx * K + origin[b_idx, j[improve]]
+            best_score = torch.where(improve, cand_best, best_score)
+            best_tokens[b_idx, :t] = history[src_row]
+            best_tokens[b_idx, t] = token[b_idx, j[improve]]
+            best_tokens[b_idx, t + 1 :] = eos
+            if w is not None:
+                if best_attn is None:
+                    best_attn = torch.zeros(B, max_len, S, device=dev)
+                best_attn[b_idx] = 0.0
+                if attn_hist is not None:
+                    best_attn[b_idx, :t] = attn_hist[src_row].float()
+                best_attn[b_idx, t] = w[src_row].float()
+        # --- keep the K best continuations that did not end
+        live = top_scores.masked_fill(is_eos, float("-inf"))
+        keep_scores, keep_pos = live.topk(K, dim=1)  # B x K
+        keep_origin, keep_token = origin.gather(1, keep_pos), token.gather(1, keep_pos)
+        bound = keep_scores[:, 0] / lp_max  # the best a live beam can still reach
         finished = finished | (best_score > bound) | torch.isinf(keep_scores[:, 0]) | is_eos[:, 0]
         if bool(finished.all()):
             break
-        sel = (torch.arange(B, device=dev)[:, None] * K + keep_origin).view(-1)
+        sel = (batch_rows[:, None] * K + keep_origin).view(-1)
         history = torch.cat([history.index_select(0, sel), keep_token.view(-1, 1)], dim=1)
         if w is not None:
             step_attn = w.index_select(0, sel).unsqueeze(1)
@@ -126,14 +133,5 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
         state = state.select(sel)
         beam_scores = keep_scores.masked_fill(finished[:, None], float("-inf"))
         prev = keep_token.view(-1)
-    T = max(len(x) for x in best_tokens)
-    tokens = torch.full((B, T), eos, dtype=torch.long, device=dev)
-    for b, seq in enumerate(best_tokens):
-        tokens[b, : len(seq)] = seq
-    attention = None
-    if best_attn[0] is not None:
-        S = best_attn[0].size(-1)
-        attention = torch.zeros(B, T, S, device=dev)
-        for b, a in enumerate(best_attn):
-            attention[b, : a.size(0)] = a
-    return Hypotheses(tokens, best_score, attention)
+    T = t + 1
+    return Hypotheses(best_tokens[:, :T], best_score, best_attn[:, :T] if best_attn is not None else None)
