@@ -40,10 +40,16 @@ def assert_clean_failure(proc, *needles):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def cache(tmp_path_factory):
+    """Tokenised-data cache shared by the in-process runs of this module."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache):
     """A tiny finished run (in process): its checkpoints serve the checkpoint tests."""
     root = tmp_path_factory.mktemp("trained")
-    train(compose_config("train", [*TINY, "trainer.max_steps=2", f"cache_dir={root / 'cache'}"]), root)
+    train(compose_config("train", [*TINY, "trainer.max_steps=2", f"cache_dir={cache}"]), root)
     return root
 
 
@@ -167,7 +173,8 @@ def test_checkpoint_with_pickled_code_is_refused(cli_env, tmp_path):
 
 
 # -------------------------------------------------------------------------------------- training
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, cache, bad):
     real_step = translation.TranslationTask.training_step
     calls = {"n": 0}
 
@@ -175,19 +182,19 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
         out = real_step(self, batch)
         calls["n"] += 1
         if calls["n"] == 3:
-            out.loss = out.loss * float("nan")
+            out.loss = out.loss * float(bad)
         return out
 
     monkeypatch.setattr(translation.TranslationTask, "training_step", step)
     cfg = compose_config("train", [*TINY, "trainer.max_steps=6", "trainer.val_every_steps=2",
-                                   f"cache_dir={tmp_path / 'cache'}"])
+                                   f"cache_dir={cache}"])
     run = tmp_path / "run"
     run.mkdir()
     with pytest.raises(TrainingDiverged) as e:
         train(cfg, run)
     last = run / "checkpoints" / "last.pt"
     msg = str(e.value)
-    assert "step 3" in msg and "nan" in msg.lower() and str(last) in msg
+    assert "step 3" in msg and bad in msg.lower() and str(last) in msg
     ckpt = ckpt_io.load(last)  # still a whole, loadable checkpoint ...
     assert ckpt["step"] == 2  # ... from before the divergence
     assert all(torch.isfinite(t).all() for t in ckpt["model"].values())

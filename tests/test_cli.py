@@ -118,7 +118,7 @@ def test_predict_from_a_file_and_from_stdin(run, tmp_path):
 
 def test_multirun_one_directory_per_job_and_a_summary(cli_env, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = ok(seqlab(cli_env, "train", "-m", "model=gru,lstm_attn", *TINY, "trainer.max_steps=2",
+    proc = ok(seqlab(cli_env, "train", "-m", "model=gru,lstm_attn", *TINY, "trainer.max_steps=1", "trainer.limit_eval=4",
                      "logger.tensorboard=false", "task.num_samples=0", f"hydra.sweep.dir={sweep}"))
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").exists())
     assert len(jobs) == 2

@@ -127,7 +127,8 @@ def test_padding_in_the_batch_does_not_change_a_sentence(preset):
 @pytest.mark.parametrize("overrides,match", [
     (["model=lstm", "model.fixed_context=true", "model.attention=additive"], "fixed_context"),
     (["model=lstm_attn", "model.hidden_size=33"], "even"),
-    (["model=lstm_attn", "model.tie_embeddings=true"], "tie_embeddings"),
+    (["model=lstm_attn", "model.tie_embeddings=true", "model.emb_size=16", "model.hidden_size=32"],
+     "tie_embeddings"),
 ])
 def test_impossible_combinations_say_why(overrides, match):
     cfg = compose_config("train", overrides)
@@ -176,6 +177,8 @@ def test_translation_task_contract(preset):
         assert t.attention.shape[1] == 3 and t.attention.shape[0] in (len(t.tokens), len(t.tokens) + 1)
     else:
         assert t.attention is None
+    (b,) = task.translate(["w1 w2 w3"], {"strategy": "beam", "beam_size": 3, "max_len": 5})
+    assert len(b.tokens) <= 5 and b.score <= 0
     state = task.state()
     restored = TranslationTask(model=to_spec(cfg.model), state=state)
     assert restored.src_vocab == task.src_vocab and restored.tgt_vocab == task.tgt_vocab
