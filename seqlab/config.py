@@ -171,6 +171,7 @@ class AdamConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     weight_decay: float = 0.0
+    fused: bool | None = None  # one fused kernel for the update (CPU and CUDA; ~5x less time than the loop)
 
 
 @dataclass
@@ -243,6 +244,7 @@ class ImageEncoderConfig:
     weights: str | None = None
     trainable: bool = True  # false: frozen; its features are computed once and cached on disk
     channels: list[int] = field(default_factory=lambda: [32, 64, 128])  # backbone=small only
+    coords: bool = False  # backbone=small only: x/y coordinate input channels (CoordConv)
     feature_batch_size: int = 64  # images per forward pass when filling the feature cache
 
 
@@ -258,6 +260,9 @@ class CaptioningTaskConfig:
     # models without attention: the global image vector enters every decoder step (W_ih v) as
     # well as the initial state; false: the initial state only (Show and Tell)
     global_every_step: bool = True
+    # a learned row + column embedding added to every grid cell's annotation vector, so that an
+    # attention context says where as well as what
+    position_embedding: bool = True
     attention_reg: float = 1.0  # doubly stochastic attention (Xu et al. 2015, lambda); 0 disables
     max_len: int = 40  # longer training captions are dropped (and counted)
     val_decode: DecodeConfig = field(default_factory=lambda: DecodeConfig(max_len=40))

@@ -15,6 +15,16 @@ from torch import nn
 
 from seqlab.models.attention import Attention
 from seqlab.models.encoders import EncoderOutput, make_rnn
+from seqlab.models.shared_weight import SharedWeight
+
+
+@dataclass
+class StepWeights:
+    """Per-batch views of the weights each decoder step uses: per layer (input part, recurrent
+    part) and the attentional layer's weight; each a ``SharedWeight``."""
+
+    layers: list[tuple[SharedWeight | None, SharedWeight]]
+    combine: SharedWeight | None
 
 
 @dataclass
@@ -140,7 +150,7 @@ class RNNDecoder(nn.Module):
         o, state, weights = self._step(self._input_proj(emb), state, self._recurrent_weights())
         return self.generator(o), state, weights
 
-    def _step(self, x_pre: torch.Tensor, state: DecoderState, w_rec: torch.Tensor | None):
+    def _step(self, x_pre: torch.Tensor, state: DecoderState, w_rec: StepWeights):
         """The recurrence, attention and attentional layer for one step.
 
         x_pre: B x G, the embedding's share of layer 0's input projection (biases included),
@@ -162,7 +172,7 @@ class RNNDecoder(nn.Module):
             ctx, weights = self.attention(h_t, state.keys, state.memory, state.mask)
         elif self.fixed_context:
             ctx = state.context
-        o = torch.tanh(self.combine(torch.cat([h_t, ctx], dim=-1))) if self.combine is not None else h_t
+        o = torch.tanh(w_rec.combine.mm(torch.cat([h_t, ctx], dim=-1))) if self.combine is not None else h_t
         o = self.dropout(o)
         new = DecoderState(h, c, o if self.input_feeding else None, state.keys, state.memory, state.mask, state.context)
         return o, new, weights
@@ -184,27 +194,38 @@ class RNNDecoder(nn.Module):
         bias = b_ih if self.cell == "gru" else b_ih + b_hh  # GRU keeps b_hh inside r * (W h + b)
         return F.linear(emb, w_ih[:, :E], bias)
 
-    def _recurrent_weights(self) -> torch.Tensor | None:
-        """Layer 0's [W_ih(fed-back part) | W_hh] for one matmul per step (LSTM/RNN)."""
-        if self.cell == "gru":
-            return None
-        w_ih, w_hh, _, _ = self._layer(0)
-        dev = w_hh.device.type
-        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else w_hh.dtype
-        key = (w_ih._version, w_hh._version, w_ih.data_ptr(), dtype)
+    def _recurrent_weights(self) -> StepWeights:
+        """The weights every step uses, prepared once per batch (see ``StepWeights``)."""
+        dev = self.embed.weight.device.type
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else self.embed.weight.dtype
+        key = tuple(p._version for p in self.parameters()) + (dtype,)
         if not torch.is_grad_enabled() and self._w_cache is not None and self._w_cache[0] == key:
             return self._w_cache[1]  # decoding: built once, not at every step
         E = self.embed.embedding_dim
-        w = torch.cat([w_ih[:, E:], w_hh], dim=1) if w_ih.size(1) > E else w_hh
-        w = w.to(dtype)  # under autocast: cast once per batch, not once per step
-        self._w_cache = (key, w.detach()) if not torch.is_grad_enabled() else None
-        return w
+        cast = (lambda w: w.to(dtype)) if dtype != self.embed.weight.dtype else (lambda w: w)
+        layers = []
+        for i in range(self.num_layers):
+            w_ih, w_hh, _, _ = self._layer(i)
+            if i == 0:
+                fed = w_ih[:, E:] if w_ih.size(1) > E else None  # the part that multiplies fed-back input
+                if self.cell == "gru":
+                    layers.append((SharedWeight(cast(fed)) if fed is not None else None, SharedWeight(cast(w_hh))))
+                else:  # [W_fed | W_hh] @ [fed; h]: one matmul per step
+                    w = torch.cat([fed, w_hh], dim=1) if fed is not None else w_hh
+                    layers.append((None, SharedWeight(cast(w))))
+            else:
+                layers.append((SharedWeight(cast(w_ih)), SharedWeight(cast(w_hh))))
+        combine = SharedWeight(cast(self.combine.weight)) if self.combine is not None else None
+        weights = StepWeights(layers, combine)
+        self._w_cache = (key, weights) if not torch.is_grad_enabled() else None
+        return weights
 
-    def _recur(self, x_pre, extra, h_all, c_all, w_rec):
+    def _recur(self, x_pre, extra, h_all, c_all, sw: StepWeights):
         hs, cs = [], []
         below = None
         for i in range(self.num_layers):
-            w_ih, w_hh, b_ih, b_hh = self._layer(i)
+            _, _, b_ih, b_hh = self._layer(i)
+            w_in, w_rec = sw.layers[i]
             h = h_all[i]
             c = c_all[i] if c_all is not None else None
             if i == 0:
@@ -212,23 +233,23 @@ class RNNDecoder(nn.Module):
                 inp = h if extra is None else torch.cat([extra, h], dim=-1)
             else:
                 below = F.dropout(below, self.rnn.dropout, self.training)
-                gi = F.linear(below, w_ih, b_ih if self.cell == "gru" else b_ih + b_hh)
+                gi = w_in.mm(below) + (b_ih if self.cell == "gru" else b_ih + b_hh)
                 inp = h
             if self.cell == "lstm":
-                gi_, gf, gg, go = (gi + inp @ (w_rec if i == 0 else w_hh).t()).chunk(4, dim=-1)
+                gi_, gf, gg, go = (gi + w_rec.mm(inp)).chunk(4, dim=-1)
                 c = torch.sigmoid(gf) * c + torch.sigmoid(gi_) * torch.tanh(gg)
                 h = torch.sigmoid(go) * torch.tanh(c)
             elif self.cell == "gru":
                 if i == 0 and extra is not None:
-                    gi = gi + extra @ w_ih[:, self.embed.embedding_dim :].t()
-                gh = F.linear(h, w_hh, b_hh)
+                    gi = gi + w_in.mm(extra)
+                gh = w_rec.mm(h) + b_hh
                 ir, iz, in_ = gi.chunk(3, dim=-1)
                 hr, hz, hn = gh.chunk(3, dim=-1)
                 r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
                 n = torch.tanh(in_ + r * hn)
                 h = (1 - z) * n + z * h
             else:
-                h = torch.tanh(gi + inp @ (w_rec if i == 0 else w_hh).t())
+                h = torch.tanh(gi + w_rec.mm(inp))
             hs.append(h)
             cs.append(c)
             below = h
