@@ -29,10 +29,11 @@ class SmallCNN(nn.Module):
     """``len(channels)`` blocks of conv3x3 -> BatchNorm -> ReLU -> 2x2 max-pool: a 64 px image and
     three blocks give an 8 x 8 grid. Fast enough to train from scratch on a CPU."""
 
-    def __init__(self, channels: Sequence[int] = (32, 64, 128), in_channels: int = 3):
+    def __init__(self, channels: Sequence[int] = (32, 64, 128), in_channels: int = 3, coords: bool = False):
         super().__init__()
         layers: list[nn.Module] = []
-        c_in = in_channels
+        self.coords = coords  # CoordConv (Liu et al. 2018): x and y in [-1, 1] as two more input channels
+        c_in = in_channels + (2 if coords else 0)
         for c in channels:
             layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
                        nn.MaxPool2d(2)]
@@ -41,6 +42,11 @@ class SmallCNN(nn.Module):
         self.out_channels = c_in
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.coords:
+            B, _, H, W = x.shape
+            ys = torch.linspace(-1, 1, H, device=x.device, dtype=x.dtype).view(1, 1, H, 1).expand(B, 1, H, W)
+            xs = torch.linspace(-1, 1, W, device=x.device, dtype=x.dtype).view(1, 1, 1, W).expand(B, 1, H, W)
+            x = torch.cat([x, xs, ys], dim=1)
         return self.body(x)
 
 
@@ -100,16 +106,14 @@ class ImageBackbone(nn.Module):
     BatchNorm statistics fixed: it stays in eval mode whatever ``train()`` says)."""
 
     def __init__(self, backbone: str = "small", weights: str | None = None, trainable: bool = True,
-                 channels: Sequence[int] = (32, 64, 128), load_weights: bool = True):
+                 channels: Sequence[int] = (32, 64, 128), load_weights: bool = True, coords: bool = False):
         super().__init__()
         backbone = getattr(backbone, "value", backbone)
         self.name, self.trainable = backbone, trainable
         if backbone == "small":
+            body = SmallCNN(channels, coords=coords)
             if weights and load_weights:
-                body = SmallCNN(channels)
                 body.load_state_dict(_state_dict_from_file(Path(weights), backbone))
-            else:
-                body = SmallCNN(channels)
             self.trunk, self.out_channels = body, body.out_channels
             mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
         elif backbone in RESNETS:

@@ -55,11 +55,18 @@ class CaptionNet(nn.Module):
     """``ImageBackbone`` -> linear projection of each grid cell -> ``RNNDecoder``."""
 
     def __init__(self, cfg: ModelConfig, enc: ImageEncoderConfig, vocab_size: int, pad_id: int,
-                 global_every_step: bool = True, load_weights: bool = True):
+                 image_size: int, global_every_step: bool = True, position_embedding: bool = True,
+                 load_weights: bool = True):
         super().__init__()
-        self.backbone = ImageBackbone(enc.backbone, enc.weights, enc.trainable, enc.channels, load_weights)
+        self.backbone = ImageBackbone(enc.backbone, enc.weights, enc.trainable, enc.channels, load_weights,
+                                     enc.coords)
         M = cfg.hidden_size  # size of one annotation vector (a projected grid cell)
         self.proj = nn.Linear(self.backbone.out_channels, M)
+        # A context vector is a weighted *sum* of cells: without a position code it says what was
+        # attended to, not where it was (a small CNN's cells do not know their place in the image).
+        _, h, w = self.backbone.grid_shape(image_size)
+        self.row_embed = nn.Parameter(0.02 * torch.randn(h, 1, M)) if position_embedding else None
+        self.col_embed = nn.Parameter(0.02 * torch.randn(1, w, M)) if position_embedding else None
         self.num_layers, self.cell = cfg.num_layers, _v(cfg.cell)
         attention = build_attention(cfg.attention, cfg.hidden_size, M)
         fixed = attention is None and (global_every_step or cfg.fixed_context)
@@ -79,6 +86,8 @@ class CaptionNet(nn.Module):
         """feats: B x C x h x w -> memory B x (h*w) x M, the mean vector as every layer's final state."""
         B = feats.size(0)
         memory = self.proj(feats.flatten(2).transpose(1, 2))  # B x S x M
+        if self.row_embed is not None:
+            memory = memory + (self.row_embed + self.col_embed).flatten(0, 1)  # + h*w x M position code
         mask = torch.ones(memory.shape[:2], dtype=torch.bool, device=memory.device)
         mean = memory.mean(1)  # B x M: the global image vector
         h = mean.unsqueeze(0).expand(self.num_layers, B, -1).contiguous()  # L x B x M
@@ -121,6 +130,7 @@ class CaptioningTask(Task):
         encoder: ImageEncoderConfig | dict | None = None,
         vocab: dict | None = None,
         global_every_step: bool = True,
+        position_embedding: bool = True,
         attention_reg: float = 1.0,
         max_len: int = 40,
         val_decode: DecodeConfig | dict | None = None,
@@ -144,8 +154,8 @@ class CaptioningTask(Task):
             self.vocab = Vocab.build((c for caps in self.tokens["train"] for c in caps),
                                      v.get("min_freq", 1), v.get("max_size", 50000))
             log.info("caption vocabulary: %d words", len(self.vocab))
-        self.network = CaptionNet(model, self.encoder_cfg, len(self.vocab), self.vocab.pad_id, global_every_step,
-                                  load_weights=state is None)
+        self.network = CaptionNet(model, self.encoder_cfg, len(self.vocab), self.vocab.pad_id, self.image_size,
+                                  global_every_step, position_embedding, load_weights=state is None)
         self.grid = self.network.backbone.grid_shape(self.image_size)[1:]  # h, w
         self.cache = None
         if not self.encoder_cfg.trainable and data is not None:
@@ -199,9 +209,10 @@ class CaptioningTask(Task):
         n_tok = int((batch.tgt_out != pad_id).sum())
         reg = None
         if attn is not None and self.attention_reg > 0:
-            # doubly stochastic attention: every cell should get about one unit of attention in total
+            # doubly stochastic attention: every cell should get about one unit of attention in total.
+            # Averaged over the cells (Xu et al. sum them) so that lambda does not grow with the grid.
             real = (batch.tgt_out != pad_id).unsqueeze(-1).to(attn.dtype)  # B x T x 1
-            reg = ((1.0 - (attn * real).sum(1)) ** 2).sum()  # sum over batch and cells
+            reg = ((1.0 - (attn * real).sum(1)) ** 2).mean(1).sum()  # B x S -> sum over the batch
         return nll_sum, n_tok, reg
 
     def training_step(self, batch: CaptionBatch) -> StepOutput:

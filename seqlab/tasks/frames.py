@@ -37,7 +37,8 @@ class FrameNet(nn.Module):
     def __init__(self, cfg: ModelConfig, enc: ImageEncoderConfig, num_labels: int, image_size: int,
                  pool: str = "flatten", load_weights: bool = True):
         super().__init__()
-        self.backbone = ImageBackbone(enc.backbone, enc.weights, enc.trainable, enc.channels, load_weights)
+        self.backbone = ImageBackbone(enc.backbone, enc.weights, enc.trainable, enc.channels, load_weights,
+                                     enc.coords)
         C, h, w = self.backbone.grid_shape(image_size)
         self.pool = _v(pool)
         self.frame_proj = nn.Linear(C * h * w if self.pool == "flatten" else C, cfg.emb_size)
