@@ -38,6 +38,18 @@ def compose_cfg(tmp_path):
     return _compose
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny models: on a small, shared machine a contended
+    thread pool makes millisecond ops take a second (``usefixtures("one_thread")``)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def cli_env(tmp_path):
     """Environment for CLI subprocess tests: offline, private caches, no progress bars."""

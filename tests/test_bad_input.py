@@ -15,12 +15,12 @@ from seqlab.errors import CheckpointError, TrainingDiverged
 from seqlab.train import train
 from seqlab.training import checkpoint as ckpt_io
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 TINY = [
     "model=gru_attn", "model.emb_size=16", "model.hidden_size=32", "task.val_decode.max_len=5",
     "task.num_samples=0", "trainer=debug", "trainer.batch_size=8", "trainer.limit_train=64",
-    "trainer.limit_eval=4", "trainer.progress_bar=false", "trainer.num_threads=1", "logger.tensorboard=false",
+    "trainer.limit_eval=4", "trainer.progress_bar=false", "logger.tensorboard=false",
 ]
 
 

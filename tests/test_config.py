@@ -13,7 +13,7 @@ from seqlab.config import ModelConfig, TrainerConfig, to_spec
 from seqlab.models.seq2seq import Seq2Seq
 from seqlab.runtime import CONF_DIR, short_dirname
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]
 
 MODEL_PRESETS = sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml"))
 

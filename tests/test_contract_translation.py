@@ -17,7 +17,7 @@ from seqlab.tasks.translation import TranslationTask
 
 from conftest import compose_config
 
-pytestmark = pytest.mark.contract
+pytestmark = [pytest.mark.contract, pytest.mark.usefixtures("one_thread")]
 
 PRESETS = ["rnn", "gru", "lstm", "rnn_attn", "gru_attn", "lstm_attn"]
 SMALL = ["model.emb_size=16", "model.hidden_size=32"]

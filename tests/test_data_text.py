@@ -14,7 +14,7 @@ from seqlab.data.text import load_parallel, tokenizer_fn
 from seqlab.errors import DataError
 from seqlab.tasks.translation import TokenCache
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]
 
 DE = ["ein hund läuft .", "zwei katzen schlafen .", "", "ein mann fährt fahrrad ."]
 EN = ["a dog runs .", "two cats sleep .", "three birds", "a man rides a bike ."]

@@ -9,7 +9,7 @@ import pytest
 from seqlab.metrics import bleu, chrf, perplexity
 from seqlab.tasks.translation import detokenize
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]
 
 REFS = ["a man rides a bike .", "two dogs play in the snow .", "the girl is smiling ."]
 

@@ -13,14 +13,14 @@ from conftest import compose_config
 from seqlab.train import train
 from seqlab.training import checkpoint as ckpt_io
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 N = 7  # 4 batches per epoch: N crosses an epoch boundary (with its validation)
 TINY = [
     "model=lstm_attn", "model.emb_size=16", "model.hidden_size=32", "model.dropout=0.3",
     "task.teacher_forcing=0.5", "task.val_decode.max_len=6", "task.num_samples=0",
     "trainer=debug", "trainer.batch_size=8", "trainer.limit_train=32", "trainer.max_epochs=3",
-    "trainer.limit_eval=4", "trainer.progress_bar=false", "trainer.num_threads=1",
+    "trainer.limit_eval=4", "trainer.progress_bar=false",
     "logger.tensorboard=false",
 ]
 

@@ -13,13 +13,13 @@ from conftest import compose_config
 from seqlab.train import train
 from seqlab.training import checkpoint as ckpt_io
 
-pytestmark = pytest.mark.smoke
+pytestmark = [pytest.mark.smoke, pytest.mark.usefixtures("one_thread")]
 
 PRESETS = ["rnn", "gru", "lstm", "rnn_attn", "gru_attn", "lstm_attn"]
 CHEAP = [
     "trainer=debug", "trainer.max_steps=3", "trainer.limit_eval=8", "trainer.log_every=1",
     "trainer.progress_bar=false", "model.emb_size=32", "model.hidden_size=64", "task.val_decode.max_len=12",
-    "task.num_samples=2", "trainer.num_threads=1",
+    "task.num_samples=2",
 ]
 
 

@@ -10,7 +10,7 @@ import torch
 from seqlab.data.batch import BucketBatchSampler, eval_batches, pad
 from seqlab.data.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]
 
 SENTS = [
     "a b c a".split(),
