@@ -26,10 +26,11 @@ MAX_DIRNAME = 120  # file systems allow 255 bytes per name; leave room for the j
 
 
 def short_dirname(name: str, limit: int = MAX_DIRNAME) -> str:
-    """A sweep job's directory name (``hydra.job.override_dirname``), cut to ``limit`` characters
+    """A sweep job's directory name (``hydra.job.override_dirname``): one path component (a path
+    in a value, ``ckpt_path=runs/a/best.pt``, must not nest directories), cut to ``limit`` bytes
     with a short hash of the whole so that names stay unique; a long override list otherwise
     makes ``mkdir`` fail with "File name too long"."""
-    name = str(name)
+    name = str(name).replace("/", "_").replace("\\", "_")
     if len(name.encode()) <= limit:
         return name
     digest = hashlib.sha1(name.encode()).hexdigest()[:8]

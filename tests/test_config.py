@@ -122,3 +122,4 @@ def test_sweep_job_directory_names_stay_short_and_unique():
     assert len(a.encode()) <= 120 and len(b.encode()) <= 120
     assert a != b and a.startswith("trainer.key_0=value_0")
     assert len(short_dirname("ä" * 200).encode()) <= 120  # cut on bytes, not mid-character
+    assert short_dirname("ckpt_path=runs/a/best.pt") == "ckpt_path=runs_a_best.pt"  # one directory
