@@ -8,9 +8,9 @@ import sys
 
 import pytest
 import torch
+from conftest import compose_config
 
 import seqlab.tasks.translation as translation
-from conftest import compose_config
 from seqlab.errors import CheckpointError, TrainingDiverged
 from seqlab.train import train
 from seqlab.training import checkpoint as ckpt_io

@@ -91,8 +91,8 @@ def test_eval_prints_metrics_and_writes_metrics_json(run, tmp_path):
     assert "nrefs:1" in proc.stdout  # the sacrebleu signature is printed
     result = json.loads((out_dir / "metrics.json").read_text())
     assert result["split"] == "val" and "val/bleu" in result["metrics"]
-    hyps = (out_dir / "val.hyp").read_text(encoding="utf-8").splitlines()
-    assert len(hyps) == 1014  # the whole Multi30k validation set
+    hyps = (out_dir / "val.hyp").read_text(encoding="utf-8")
+    assert hyps.endswith("\n") and hyps.count("\n") == 1014  # the whole Multi30k validation set
 
 
 def test_predict_a_sentence_with_attention_png(run, tmp_path):

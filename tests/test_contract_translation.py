@@ -9,13 +9,12 @@ import datasets
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import compose_config
 
 from seqlab.config import to_spec
 from seqlab.data.text import TextCorpus
 from seqlab.models.seq2seq import Seq2Seq
 from seqlab.tasks.translation import TranslationTask
-
-from conftest import compose_config
 
 pytestmark = [pytest.mark.contract, pytest.mark.usefixtures("one_thread")]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import compose_config
+
 from seqlab.train import train
 from seqlab.training import checkpoint as ckpt_io
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
+from conftest import compose_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import compose_config
 from seqlab.train import train
 from seqlab.training import checkpoint as ckpt_io
 
