@@ -9,6 +9,10 @@ class SeqlabError(Exception):
     exit_code = 2
 
 
+class ConfigError(SeqlabError):
+    """A combination of config values that cannot work (the message names the keys)."""
+
+
 class DataError(SeqlabError):
     """A data file is missing, empty, malformed or inconsistent (the message names it)."""
 

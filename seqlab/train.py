@@ -17,7 +17,7 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from seqlab.config import register_schemas, to_spec
-from seqlab.errors import CheckpointError
+from seqlab.errors import CheckpointError, ConfigError
 from seqlab.runtime import CONF_DIR, offline_defaults, seed_everything, set_threads, user_errors
 from seqlab.training import checkpoint as ckpt_io
 from seqlab.training.tensorboard import TensorBoardLogger
@@ -59,10 +59,13 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
             )
 
     corpus = instantiate(cfg.data, _convert_="all")
-    task = instantiate(cfg.task, _convert_="all")(
-        model=to_spec(cfg.model), data=corpus, cache_dir=cfg.cache_dir,
-        state=resume["task"] if resume else None,
-    )
+    try:
+        task = instantiate(cfg.task, _convert_="all")(
+            model=to_spec(cfg.model), data=corpus, cache_dir=cfg.cache_dir,
+            state=resume["task"] if resume else None,
+        )
+    except ValueError as e:  # modules reject impossible knob combinations, naming the keys
+        raise ConfigError(str(e)) from None
     (run_dir / "task.json").write_text(json.dumps(task.state(), ensure_ascii=False))
     optimizer = instantiate(cfg.optimizer)(params=task.network.parameters())
     trainer_cfg = to_spec(cfg.trainer)

@@ -38,10 +38,7 @@ VARIANTS = [
     ("rnn_attn", ["model.decoder_init=zeros", "model.attention_style=bahdanau"], 1.0),
     ("gru", ["model.fixed_context=true"], 1.0),
     ("rnn", ["model.fixed_context=true"], 0.5),
-    pytest.param(("lstm", ["model.fixed_context=true"], 1.0), id="lstm-fixed_context=true-tf1", marks=pytest.mark.xfail(
-        strict=False,
-        reason="decoders.py: with cell=lstm and fixed_context=true the decoder creates bridge_c "
-               "but init_state starts c from zeros, so bridge_c never gets a gradient")),
+    ("lstm", ["model.fixed_context=true"], 1.0),
     ("lstm_attn", ["model.num_layers=2"], 1.0),
     ("rnn", ["model.num_layers=2", "model.bidirectional=false"], 1.0),
     ("lstm", ["model.bidirectional=false"], 1.0),

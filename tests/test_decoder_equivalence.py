@@ -94,3 +94,15 @@ def test_step_matches_teacher_forced_forward():
     for t in range(4):
         logits, state, _ = model.decoder.step(tgt_in[:, t], state)
         torch.testing.assert_close(logits, full[:, t])
+
+
+def test_decoder_that_cannot_see_the_source_is_rejected():
+    with pytest.raises(ValueError, match="never sees the source"):
+        Seq2Seq(ModelConfig(attention="none", decoder_init="zeros"), 10, 10)
+
+
+def test_fixed_context_lstm_starts_both_states_from_the_context():
+    model = Seq2Seq(ModelConfig(cell="lstm", attention="none", fixed_context=True, emb_size=8, hidden_size=12), 10, 10)
+    enc = model.encode(torch.randint(4, 10, (2, 3)), torch.tensor([3, 2]))
+    state = model.decoder.init_state(enc)
+    assert state.c.abs().sum() > 0

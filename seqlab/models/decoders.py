@@ -81,6 +81,11 @@ class RNNDecoder(nn.Module):
         cell, style, init = (getattr(x, "value", x) for x in (cell, style, init))
         if fixed_context and attention is not None:
             raise ValueError("model.fixed_context=true needs model.attention=none")
+        if init == "zeros" and attention is None and not fixed_context:
+            raise ValueError(
+                "model.decoder_init=zeros with model.attention=none and model.fixed_context=false gives "
+                "a decoder that never sees the source; use attention, fixed_context or another decoder_init"
+            )
         if init == "copy" and memory_size != hidden_size:
             raise ValueError(f"decoder_init=copy needs encoder size {memory_size} == decoder size {hidden_size}")
         self.cell, self.style, self.init, self.fixed_context = cell, style, init, fixed_context
@@ -123,7 +128,8 @@ class RNNDecoder(nn.Module):
         if self.fixed_context:
             # Cho et al.: the initial state is its own projection of the context vector.
             h = torch.tanh(self.bridge_h(enc.summary)).unsqueeze(0).expand(L, B, H).contiguous()
-            c = zeros if self.cell == "lstm" else None
+            if self.cell == "lstm":
+                c = torch.tanh(self.bridge_c(enc.summary)).unsqueeze(0).expand(L, B, H).contiguous()
         elif self.init == "zeros":
             h, c = zeros, (zeros if self.cell == "lstm" else None)
         elif self.init == "copy":

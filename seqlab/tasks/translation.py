@@ -264,7 +264,7 @@ class TranslationTask(Task):
             for k, t in enumerate(results):
                 if t.attention is not None:
                     save_attention_png(Path(out_dir) / f"attention_{k:03d}.png", t.attention, t.src_tokens,
-                                       [*t.tokens, "</s>"], title=t.text[:80])
+                                       _attention_rows(t), title=t.text[:80])
         return [t.text for t in results]
 
     def log_samples(self, logger: Any, step: int, split: str = "val") -> None:
@@ -275,7 +275,7 @@ class TranslationTask(Task):
             ref = detokenize(tgt[k], self.tokenizer)
             logger.text(f"{split}/sample_{k}", f"**source:** {' '.join(t.src_tokens)}  \n**reference:** {ref}  \n**output:** {t.text}", step)
             if t.attention is not None:
-                logger.attention(f"{split}/attention_{k}", t.attention, t.src_tokens, [*t.tokens, "</s>"], step)
+                logger.attention(f"{split}/attention_{k}", t.attention, t.src_tokens, _attention_rows(t), step)
 
     # --------------------------------------------------------------------- persistence
     def state(self) -> dict[str, Any]:
@@ -296,6 +296,11 @@ class TranslationTask(Task):
             "dropout": m.dropout, "direction": f"{self.src_lang}-{self.tgt_lang}",
             "params": sum(p.numel() for p in self.network.parameters()),
         }
+
+
+def _attention_rows(t: Translation) -> list[str]:
+    """Row labels of an attention map: the output tokens, and </s> when the hypothesis ended."""
+    return [*t.tokens, "</s>"][: t.attention.size(0)]
 
 
 def _v(x: Any) -> Any:

@@ -154,7 +154,7 @@ class Trainer:
         with autocast:
             out = task.training_step(batch)
         if not torch.isfinite(out.loss.detach()):
-            self._diverged(f"the training loss is {float(out.loss)}")
+            self._diverged(f"the training loss is {out.loss.detach().item()}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(out.loss).backward()
         scaler.unscale_(optimizer)
