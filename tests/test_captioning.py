@@ -305,3 +305,20 @@ def test_cli_bad_caption_file_is_one_line_without_traceback(tmp_path, cli_env):
     assert proc.returncode != 0
     assert "captions file not found" in proc.stderr and "nope.json" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.contract
+def test_validation_decodes_with_the_current_weights_after_a_fused_optimizer_step(tiny_scenes, tmp_path):
+    """A fused Adam step does not bump parameter versions; decoding must not reuse stale weights."""
+    torch.manual_seed(0)
+    task = _tiny_task("lstm", tiny_scenes, tmp_path)
+    opt = torch.optim.Adam(task.network.parameters(), lr=0.5, fused=True)
+    task.caption_split("val", [0, 1])  # fills the decoder's step-weight cache
+    task.network.train()
+    opt.zero_grad()
+    task.training_step(task.collate([0, 1, 2])).loss.backward()
+    opt.step()
+    before = [c.score for c in task.caption_split("val", [0, 1])]
+    task.network.decoder._w_cache = None
+    after = [c.score for c in task.caption_split("val", [0, 1])]
+    assert before == pytest.approx(after)
