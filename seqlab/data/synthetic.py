@@ -6,9 +6,8 @@ colour comes first in ``COLOURS``; the relation is the dominant axis of the offs
 centres (positions are drawn so that the axis is never ambiguous). Every object's box is recorded so
 that attention can be checked against it.
 
-``synthetic_frames``: one square moving on a torus (it leaves on one side and comes back on the
-other), turning now and then; the label of a frame is the direction of the move *into* it, so one
-frame alone does not tell it. With ``hidden_after`` the square vanishes after that frame and keeps
+``synthetic_frames``: one square moving inside the frame, turning now and then (and at the walls);
+the label of a frame is the direction of the move *into* it, so one frame alone does not tell it. With ``hidden_after`` the square vanishes after that frame and keeps
 moving straight on: the labels of the blank frames are only known to a model that remembers.
 """
 
@@ -135,21 +134,28 @@ def _clip(rng: random.Random, T: int, size: int, obj: int, speed: int, turn_prob
           hidden_after: int) -> tuple[np.ndarray, list[str]]:
     frames = np.zeros((T, size, size, 3), dtype=np.uint8)
     colour = np.array(COLOURS[rng.choice(list(COLOURS))], dtype=np.uint8)
-    x, y = rng.randrange(size), rng.randrange(size)
+    x, y = rng.randint(0, size - obj), rng.randint(0, size - obj)
     direction = rng.choice(list(DIRECTIONS))
     labels = []
     for t in range(T):
-        if t > 0:
-            if (hidden_after <= 0 or t < hidden_after) and rng.random() < turn_prob:
+        visible = hidden_after <= 0 or t < hidden_after
+        if t == 0:
+            labels.append("start")
+        elif visible:
+            if rng.random() < turn_prob:
                 direction = rng.choice(list(DIRECTIONS))
             dx, dy = DIRECTIONS[direction]
-            x, y = (x + dx * speed) % size, (y + dy * speed) % size
+            if not (0 <= x + dx * speed <= size - obj and 0 <= y + dy * speed <= size - obj):
+                # at a wall: a new direction that stays inside (the label is the move actually made)
+                direction = rng.choice([d for d, (ex, ey) in DIRECTIONS.items()
+                                        if 0 <= x + ex * speed <= size - obj and 0 <= y + ey * speed <= size - obj])
+                dx, dy = DIRECTIONS[direction]
+            x, y = x + dx * speed, y + dy * speed
             labels.append(direction)
-        else:
-            labels.append("start")
-        if hidden_after <= 0 or t < hidden_after:
-            rows, cols = (y + np.arange(obj)) % size, (x + np.arange(obj)) % size
-            frames[t][np.ix_(rows, cols)] = colour
+        else:  # hidden: it goes straight on (where it is no longer matters)
+            labels.append(direction)
+        if visible:
+            frames[t, y : y + obj, x : x + obj] = colour
     return frames, labels
 
 
@@ -182,5 +188,5 @@ def synthetic_frames(
         clips = torch.from_numpy(frames).permute(0, 1, 4, 2, 3).contiguous()  # N x T x 3 x H x W
         splits[split] = FrameSplit(list(clips.unbind(0)), labels, [f"clip_{i:05d}" for i in range(n)])
     key = (f"synthetic_frames|{seed}|{n_train}|{n_val}|{n_test}|{num_frames}|{image_size}|{object_size}|"
-           f"{speed}|{turn_prob}|{hidden_after}|v1")
+           f"{speed}|{turn_prob}|{hidden_after}|v2")
     return VideoCorpus(splits, image_size, hashlib.sha1(key.encode()).hexdigest(), labels=list(FRAME_LABELS))
