@@ -490,6 +490,7 @@ class TaggingTaskConfig:
     char_hidden_size: int = 64  # CNN filters, or BiLSTM size over both directions
     max_word_len: int = 24  # characters seen by the char features (longer words cut)
     word_dropout: float = 0.0  # training tokens replaced by <unk> (teaches the unknown-word path)
+    lowercase_words: bool = False  # word embeddings for lower-cased forms (characters keep the case)
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
     eval_batch_size: int = 128
     num_samples: int = 3

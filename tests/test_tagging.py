@@ -87,7 +87,7 @@ def test_unseen_tag_in_val_is_an_error():
 def test_contract_every_preset(preset, chars):
     torch.manual_seed(0)
     task = TaggingTask(tiny_model(preset, num_layers=2), data=toy_corpus(), char_features=chars,
-                       char_emb_size=8, char_hidden_size=8, word_dropout=0.2)
+                       char_emb_size=8, char_hidden_size=8, word_dropout=0.2, lowercase_words=chars == "cnn")
     batch = task.collate([0, 1, 2])
     logits, weights = task.network(batch.words, batch.lengths, batch.chars)
     assert logits.shape == (3, 5, len(task.tags))
@@ -134,3 +134,12 @@ def test_cli_bad_conllu_exits_cleanly(tmp_path, cli_env):
     assert r.returncode != 0
     assert f"{bad}:3: expected 10 tab-separated CoNLL-U columns, found 2" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("preset,task,monitor", [("sst2", "sentiment", "val/acc"), ("imdb", "sentiment", "val/acc"),
+                                                 ("ud_ewt_upos", "tagging", "val/acc"),
+                                                 ("tinyshakespeare", "charlm", "val/loss")])
+def test_text_presets_compose(compose_cfg, preset, task, monitor):
+    cfg = compose_cfg([f"experiment={preset}"])
+    assert cfg.task.name == task and cfg.task.monitor == monitor and cfg.trainer.max_minutes > 0

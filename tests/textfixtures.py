@@ -5,8 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-from seqlab.config import ModelConfig
-from seqlab.config import asset_path
+from seqlab.config import ModelConfig, asset_path
 
 PRESETS = ("rnn", "gru", "lstm", "rnn_attn", "gru_attn", "lstm_attn")
 # every model preset, shrunk: the tests check wiring, not quality

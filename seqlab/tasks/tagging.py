@@ -62,12 +62,13 @@ class TaggingTask(Task):
         char_hidden_size: int = 64,
         max_word_len: int = 24,
         word_dropout: float = 0.0,
+        lowercase_words: bool = False,
         embeddings: EmbeddingsConfig | dict | None = None,
         eval_batch_size: int = 128,
         num_samples: int = 3,
     ):
         self.name, self.monitor, self.monitor_mode = name, monitor, monitor_mode
-        self.max_word_len, self.word_dropout = max_word_len, word_dropout
+        self.max_word_len, self.word_dropout, self.lowercase_words = max_word_len, word_dropout, lowercase_words
         self.eval_batch_size, self.num_samples, self.model_cfg = eval_batch_size, num_samples, model
         self.char_features = _v(char_features)
         if data is None and state is None:
@@ -80,7 +81,8 @@ class TaggingTask(Task):
         else:
             vocab = vocab or {}
             train = self.splits["train"]
-            self.vocab = Vocab.build(train.tokens, vocab.get("min_freq", 1), vocab.get("max_size", 50000))
+            words = [[w.lower() for w in s] for s in train.tokens] if lowercase_words else train.tokens
+            self.vocab = Vocab.build(words, vocab.get("min_freq", 1), vocab.get("max_size", 50000))
             self.char_vocab = Vocab.build((w for s in train.tokens for w in s), 1, 0)
             self.tags = sorted({t for s in train.tags for t in s})
             self.tokenizer, self.tag_column = data.tokenizer, data.tag_column
@@ -104,7 +106,7 @@ class TaggingTask(Task):
     # ------------------------------------------------------------------------ data
     def _encode_words(self, words: Sequence[str]) -> tuple[list[int], list[list[int]]]:
         chars = [self.char_vocab.encode(w[: self.max_word_len]) or [self.char_vocab.unk_id] for w in words]
-        return self.vocab.encode(words), chars
+        return self.vocab.encode([w.lower() for w in words] if self.lowercase_words else words), chars
 
     def _encode(self, split: str):
         if split not in self._encoded:
@@ -225,6 +227,6 @@ class TaggingTask(Task):
         return {
             "model": m.name, "cell": _v(m.cell), "attention": _v(m.attention), "char_features": self.char_features,
             "emb_size": m.emb_size, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
-            "dropout": m.dropout, "word_dropout": self.word_dropout, "tags": self.tag_column,
+            "dropout": m.dropout, "word_dropout": self.word_dropout, "lowercase_words": self.lowercase_words, "tags": self.tag_column,
             "params": sum(p.numel() for p in self.network.parameters()),
         }
