@@ -10,7 +10,7 @@ import torch
 from textfixtures import PRESETS, TINY, slice_of, tiny_model
 
 from seqlab.data.classification import LabelledCorpus, LabelledSplit, load_classification
-from seqlab.errors import DataError
+from seqlab.errors import DataError, SeqlabError
 from seqlab.evaluate import restore_task
 from seqlab.tasks.sentiment import SentimentTask
 from seqlab.train import train
@@ -137,6 +137,14 @@ def test_contract_every_preset(preset, num_layers):
         assert torch.isfinite(p.grad).all(), name
     m = task.evaluate("val")
     assert set(m) == {"val/loss", "val/acc", "val/f1"} and 0 <= m["val/acc"] <= 100
+
+
+@pytest.mark.unit
+def test_impossible_model_settings_are_user_errors():
+    with pytest.raises(SeqlabError, match="task.pooling=attention needs a model with attention"):
+        SentimentTask(tiny_model("gru"), data=toy_corpus(), pooling="attention")
+    with pytest.raises(SeqlabError, match="model.hidden_size=15 must be even"):
+        SentimentTask(tiny_model("gru", hidden_size=15), data=toy_corpus())
 
 
 @pytest.mark.contract

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlab.config import ModelConfig
+from seqlab.errors import SeqlabError
 from seqlab.models.attention import Attention, build_attention
 from seqlab.models.encoders import RNNEncoder, make_rnn
 from seqlab.models.seq2seq import init_uniform
@@ -62,7 +63,7 @@ class SequenceClassifier(nn.Module):
         self.encoder = RNNEncoder(cfg.cell, vocab_size, cfg.emb_size, cfg.hidden_size, cfg.num_layers,
                                   cfg.bidirectional, cfg.dropout, pad_id)
         if pooling == "attention" and _v(cfg.attention) == "none":
-            raise ValueError("task.pooling=attention needs a model with attention (model.attention != none)")
+            raise SeqlabError("task.pooling=attention needs a model with attention (model.attention != none)")
         self.pooling = pooling
         H = cfg.hidden_size
         self.pool = AttentionPooling(_v(cfg.attention), H) if pooling == "attention" else None
@@ -132,7 +133,7 @@ class SequenceTagger(nn.Module):
         in_size = cfg.emb_size + (self.chars.out_size if self.chars is not None else 0)
         directions = 2 if cfg.bidirectional else 1
         if cfg.hidden_size % directions:
-            raise ValueError(f"model.hidden_size={cfg.hidden_size} must be even for a bidirectional encoder")
+            raise SeqlabError(f"model.hidden_size={cfg.hidden_size} must be even for a bidirectional encoder")
         self.dropout = nn.Dropout(cfg.dropout)
         self.rnn = make_rnn(cfg.cell, in_size, cfg.hidden_size // directions, cfg.num_layers,
                             bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
@@ -210,6 +211,8 @@ class CharLM(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int, window: int = 32):
         super().__init__()
         H = cfg.hidden_size  # a language model reads left to right: all of it is one direction
+        if window < 1:
+            raise SeqlabError(f"task.attn_window={window}: must be at least 1")
         self.embed = nn.Embedding(vocab_size, cfg.emb_size)
         self.dropout = nn.Dropout(cfg.dropout)
         self.rnn = make_rnn(cfg.cell, cfg.emb_size, H, cfg.num_layers,

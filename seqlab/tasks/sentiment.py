@@ -20,7 +20,7 @@ from seqlab.config import EmbeddingsConfig, ModelConfig
 from seqlab.data.batch import eval_batches, pad
 from seqlab.data.classification import LabelledCorpus, LabelledSplit, tokenize_text
 from seqlab.data.vocab import Vocab
-from seqlab.errors import DataError
+from seqlab.errors import DataError, SeqlabError
 from seqlab.metrics import accuracy, macro_f1
 from seqlab.models.heads import SequenceClassifier
 from seqlab.tasks.base import StepOutput, Task
@@ -117,6 +117,8 @@ class SentimentTask(Task):
         if pooling == "auto":
             pooling = "final" if _v(model.attention) == "none" else "attention"
         self.pooling = pooling
+        if model.hidden_size % (2 if model.bidirectional else 1):
+            raise SeqlabError(f"model.hidden_size={model.hidden_size} must be even for a bidirectional encoder")
         self.network = SequenceClassifier(model, len(self.vocab), len(self.labels), self.vocab.pad_id, pooling)
         if state is None:
             init_embeddings(self.network.encoder.embed, embeddings, self.vocab)
