@@ -44,7 +44,7 @@ def bench_cache(args: argparse.Namespace) -> None:
     corpus = instantiate(cfg.data, _convert_="all")
     task = instantiate(cfg.task, _convert_="all")(model=to_spec(cfg.model), data=corpus, cache_dir=str(cache_dir),
                                                   state=None)
-    print(f"data + task: {time.perf_counter() - t0:.1f}s; backbone {cfg.task.encoder.backbone}, "
+    print(f"data + task: {time.perf_counter() - t0:.1f}s; backbone {getattr(cfg.task.encoder.backbone, 'value', cfg.task.encoder.backbone)}, "
           f"trainable={cfg.task.encoder.trainable}, {len(task.train_lengths())} training captions")
     opt = torch.optim.Adam([p for p in task.network.parameters() if p.requires_grad], lr=1e-3)
     sampler = BucketBatchSampler(task.train_lengths(), cfg.trainer.batch_size, 0)
