@@ -322,3 +322,21 @@ def test_validation_decodes_with_the_current_weights_after_a_fused_optimizer_ste
     task.network.decoder._w_cache = None
     after = [c.score for c in task.caption_split("val", [0, 1])]
     assert before == pytest.approx(after)
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("preset,shrink", [
+    ("synthetic_captioning", ["data.n_train=16", "data.n_val=4", "data.n_test=0", "task.val_decode.max_len=8"]),
+    ("synthetic_frames", ["data.n_train=8", "data.n_val=4", "data.n_test=0", "data.num_frames=4"]),
+    ("coco_mini", ["data.image_size=32", "trainer.limit_train=8", "task.val_decode.max_len=8"]),
+])
+def test_vision_experiment_presets_compose_and_run_one_step(preset, shrink, tmp_path):
+    from seqlab.train import train
+
+    cfg = compose_config("train", [f"experiment={preset}", "trainer.max_steps=1", "trainer.batch_size=4",
+                                   "trainer.limit_eval=4", "trainer.progress_bar=false", "trainer.num_threads=1",
+                                   "task.num_samples=1", *shrink], tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    metrics = train(cfg, run)
+    assert cfg.task.monitor in metrics and (run / "checkpoints" / "last.pt").is_file()
