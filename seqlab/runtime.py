@@ -69,7 +69,15 @@ def user_errors(fn: Callable) -> Callable:
     @wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except Exception as e:  # Hydra's instantiate wraps what the target raised
+                cause = e
+                while cause is not None and not isinstance(cause, SeqlabError):
+                    cause = cause.__cause__
+                if cause is None:
+                    raise
+                raise cause from None
         except SeqlabError as e:
             log.debug("error: %s", e)
             print(f"seqlab: error: {e}", file=sys.stderr)

@@ -18,6 +18,8 @@ from seqlab.models.encoders import EncoderOutput, make_rnn
 from seqlab.models.shared_weight import SharedWeight
 
 
+
+
 @dataclass
 class StepWeights:
     """Per-batch views of the weights each decoder step uses: per layer (input part, recurrent
@@ -43,13 +45,16 @@ class DecoderState:
     memory: torch.Tensor
     mask: torch.Tensor
     context: torch.Tensor | None
+    weights: StepWeights | None = None  # the step weights, built at the first step of a decode
 
     def select(self, index: torch.Tensor) -> DecoderState:
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            dim = 1 if f.name in ("h", "c") else 0
-            out[f.name] = None if v is None else v.index_select(dim, index)
+            if f.name == "weights" or v is None:
+                out[f.name] = v
+            else:
+                out[f.name] = v.index_select(1 if f.name in ("h", "c") else 0, index)
         return DecoderState(**out)
 
     @property
@@ -112,7 +117,6 @@ class RNNDecoder(nn.Module):
             self.bridge_h = nn.Linear(memory_size, hidden_size)
             self.bridge_c = nn.Linear(memory_size, hidden_size) if cell == "lstm" else None
         self.generator = nn.Linear(hidden_size, vocab_size)
-        self._w_cache: tuple | None = None  # recurrent weights for decoding (see _recurrent_weights)
         if tie_embeddings:
             if emb_size != hidden_size:
                 raise ValueError(f"model.tie_embeddings needs emb_size == hidden_size ({emb_size} != {hidden_size})")
@@ -153,7 +157,9 @@ class RNNDecoder(nn.Module):
     def step(self, prev: torch.Tensor, state: DecoderState):
         """One step. prev: B previous tokens. Returns logits B x V, new state, weights B x S | None."""
         emb = self.dropout(self.embed(prev))  # B x E
-        o, state, weights = self._step(self._input_proj(emb), state, self._recurrent_weights())
+        if state.weights is None:  # once per decode (and per batch), not once per step
+            state.weights = self._recurrent_weights()
+        o, state, weights = self._step(self._input_proj(emb), state, state.weights)
         return self.generator(o), state, weights
 
     def _step(self, x_pre: torch.Tensor, state: DecoderState, w_rec: StepWeights):
@@ -180,7 +186,8 @@ class RNNDecoder(nn.Module):
             ctx = state.context
         o = torch.tanh(w_rec.combine.mm(torch.cat([h_t, ctx], dim=-1))) if self.combine is not None else h_t
         o = self.dropout(o)
-        new = DecoderState(h, c, o if self.input_feeding else None, state.keys, state.memory, state.mask, state.context)
+        new = DecoderState(h, c, o if self.input_feeding else None, state.keys, state.memory, state.mask, state.context,
+                           state.weights)
         return o, new, weights
 
     # ------------------------------------------------------------------- fused recurrence
@@ -204,9 +211,6 @@ class RNNDecoder(nn.Module):
         """The weights every step uses, prepared once per batch (see ``StepWeights``)."""
         dev = self.embed.weight.device.type
         dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else self.embed.weight.dtype
-        key = tuple(p._version for p in self.parameters()) + (dtype,)
-        if not torch.is_grad_enabled() and self._w_cache is not None and self._w_cache[0] == key:
-            return self._w_cache[1]  # decoding: built once, not at every step
         E = self.embed.embedding_dim
         cast = (lambda w: w.to(dtype)) if dtype != self.embed.weight.dtype else (lambda w: w)
         layers = []
@@ -222,9 +226,7 @@ class RNNDecoder(nn.Module):
             else:
                 layers.append((SharedWeight(cast(w_ih)), SharedWeight(cast(w_hh))))
         combine = SharedWeight(cast(self.combine.weight)) if self.combine is not None else None
-        weights = StepWeights(layers, combine)
-        self._w_cache = (key, weights) if not torch.is_grad_enabled() else None
-        return weights
+        return StepWeights(layers, combine)
 
     def _recur(self, x_pre, extra, h_all, c_all, sw: StepWeights):
         hs, cs = [], []

@@ -231,7 +231,6 @@ class CaptioningTask(Task):
         """Captions for B x C x h x w backbone features."""
         decode = as_dataclass(DecodeConfig, decode) if decode is not None else self.val_decode
         self.network.eval()
-        _fresh_step_weights(self.network.decoder)
         v, h, w = self.vocab, *feats.shape[2:]
         enc = self.network.encode(feats)
         strategy = _v(decode.strategy)
@@ -268,7 +267,6 @@ class CaptioningTask(Task):
             raise DataError(f"split {split!r} is not in the data (have: {', '.join(self.splits)})")
         decode = as_dataclass(DecodeConfig, decode) if decode is not None else self.val_decode
         self.network.eval()
-        _fresh_step_weights(self.network.decoder)
         n_img = min(limit or len(self.splits[split]), len(self.splits[split]))
         pairs = [(i, self.vocab.encode(c)) for i in range(n_img) for c in self.tokens[split][i]]
         nll, n_tok = 0.0, 0
@@ -377,14 +375,6 @@ class CaptioningTask(Task):
                 "hidden_size": m.hidden_size, "backbone": _v(e.backbone), "trainable_cnn": e.trainable,
                 "attention_reg": self.attention_reg,
                 "params": sum(p.numel() for p in self.network.parameters())}
-
-
-def _fresh_step_weights(decoder: nn.Module) -> None:
-    """Drop RNNDecoder's cached step weights before decoding. The cache is keyed by the parameters'
-    version counters, which a fused optimizer step (``optimizer.fused=true``) does not bump, so
-    without this, validation during training decodes with the weights of the first validation."""
-    if getattr(decoder, "_w_cache", None) is not None:
-        decoder._w_cache = None
 
 
 def box_cells(box: Sequence[int], grid: tuple[int, int], image_size: int) -> torch.Tensor:
