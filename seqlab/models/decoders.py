@@ -18,8 +18,6 @@ from seqlab.models.encoders import EncoderOutput, make_rnn
 from seqlab.models.shared_weight import SharedWeight
 
 
-
-
 @dataclass
 class StepWeights:
     """Per-batch views of the weights each decoder step uses: per layer (input part, recurrent

@@ -78,7 +78,8 @@ class Task(ABC):
         raise NotImplementedError(f"{type(self).__name__} does not support predict")
 
     def log_samples(self, logger: Any, step: int, split: str = "val") -> None:
-        """Optional: text samples and images (attention maps) for TensorBoard."""
+        """Optional: text samples and images (attention maps) for TensorBoard; none by default."""
+        return None
 
     # --- persistence
     def state(self) -> dict[str, Any]:
