@@ -55,6 +55,13 @@ class DecoderState:
                 out[f.name] = v.index_select(1 if f.name in ("h", "c") else 0, index)
         return DecoderState(**out)
 
+    def reorder(self, index: torch.Tensor) -> DecoderState:
+        """Reorder hypotheses among the beams of the same sentences (beam search): only the
+        per-hypothesis parts move; keys, memory, mask and context are equal across those beams."""
+        pick = lambda v, dim: None if v is None else v.index_select(dim, index)  # noqa: E731
+        return DecoderState(pick(self.h, 1), pick(self.c, 1), pick(self.feed, 0), self.keys, self.memory,
+                            self.mask, self.context, self.weights)
+
     @property
     def hx(self):
         return self.h if self.c is None else (self.h, self.c)

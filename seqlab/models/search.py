@@ -130,7 +130,7 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
         if w is not None:
             step_attn = w.index_select(0, sel).unsqueeze(1)
             attn_hist = step_attn if attn_hist is None else torch.cat([attn_hist.index_select(0, sel), step_attn], 1)
-        state = state.select(sel)
+        state = state.reorder(sel)  # sel stays within each sentence's K rows
         beam_scores = keep_scores.masked_fill(finished[:, None], float("-inf"))
         prev = keep_token.view(-1)
     T = t + 1
