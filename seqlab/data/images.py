@@ -278,29 +278,15 @@ def _build_split(rows, image_dir: Path, size: int, policy: str, where: str) -> t
 
 
 def _load_hub_captions(name: str, image_column: str, caption_column: str, size: int) -> dict[str, CaptionSplit]:
-    import datasets
+    from seqlab.data.hub import open_hub
 
-    from seqlab.data.text import HUB_SPLIT_NAMES
-
-    try:
-        dd = datasets.load_dataset(name)
-    except Exception as e:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
-        hint = "offline mode is on (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)" if offline else "is the hub reachable?"
-        raise DataError(
-            f"data.name={name!r}: cannot load the hub dataset ({type(e).__name__}: {e}); {hint}. Without a "
-            "network use the bundled sample (data=coco_mini), your own files (data=coco data.root=... or "
-            "data=flickr) or the synthetic set (data=synthetic_captions)."
-        ) from None
+    fallback = ("the bundled sample (data=coco_mini), your own files (data=coco data.root=... or data=flickr) "
+                "or the synthetic set (data=synthetic_captions)")
     splits = {}
-    for ours, theirs in HUB_SPLIT_NAMES.items():
-        found = next((s for s in theirs if s in dd), None)
-        if found is None:
-            continue
-        ds = dd[found]
+    for ours, ds in open_hub(name, fallback).items():
         for c in (image_column, caption_column):
             if c not in ds.column_names:
-                raise DataError(f"data.name={name!r}: split {found!r} has no column {c!r} ({ds.column_names})")
+                raise DataError(f"data.name={name!r}: split {ours!r} has no column {c!r} ({ds.column_names})")
         arrays, captions, names = [], [], []
         for i, row in enumerate(ds):
             caps = row[caption_column]
@@ -311,11 +297,11 @@ def _load_hub_captions(name: str, image_column: str, caption_column: str, size: 
             try:
                 arr = _pil_to_array(im, size)
             except (OSError, ValueError, AttributeError) as e:  # a broken hub image: named and skipped
-                log.warning("%s[%s] row %d: cannot read the image (%s); skipped", name, found, i, e)
+                log.warning("%s[%s] row %d: cannot read the image (%s); skipped", name, ours, i, e)
                 continue
             arrays.append(arr)
             captions.append(caps)
-            names.append(f"{found}_{i}")
+            names.append(f"{ours}_{i}")
         if arrays:
             splits[ours] = CaptionSplit(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(),
                                         captions, names)

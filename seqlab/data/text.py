@@ -18,6 +18,7 @@ from pathlib import Path
 
 import datasets
 
+from seqlab.data.hub import open_hub
 from seqlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,6 @@ datasets.disable_progress_bars()  # seqlab logs what it reads; no per-split bars
 datasets.logging.set_verbosity_error()
 
 EVAL_SPLITS = ("val", "test")
-HUB_SPLIT_NAMES = {"train": ("train",), "val": ("validation", "valid", "dev", "val"), "test": ("test",)}
 
 _WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
@@ -163,31 +163,14 @@ def _load_table(split: str, path: str, fmt: str, src_col: str, tgt_col: str):
 
 
 def _load_hub(name: str, src_col: str, tgt_col: str) -> dict[str, datasets.Dataset]:
-    try:
-        dd = datasets.load_dataset(name)
-    except Exception as e:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
-        hint = (
-            "offline mode is on (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)"
-            if offline
-            else "is the hub reachable from this machine?"
-        )
-        raise DataError(
-            f"data.name={name!r}: cannot load the hub dataset ({type(e).__name__}: {e}); {hint} "
-            "Without a network use the bundled data (data=multi30k) or your own files "
-            "(data=parallel_files or data=table_files)."
-        ) from None
     splits = {}
-    for ours, theirs in HUB_SPLIT_NAMES.items():
-        found = next((s for s in theirs if s in dd), None)
-        if found is None:
-            continue
-        ds = dd[found]
+    fallback = "the bundled data (data=multi30k) or your own files (data=parallel_files or data=table_files)"
+    for ours, ds in open_hub(name, fallback).items():
         for c in (src_col, tgt_col):
             if c not in ds.column_names:
-                raise DataError(f"data.name={name!r}: split {found!r} has no column {c!r} ({ds.column_names})")
+                raise DataError(f"data.name={name!r}: split {ours!r} has no column {c!r} ({ds.column_names})")
         ds = datasets.Dataset.from_dict({"src": column(ds, src_col), "tgt": column(ds, tgt_col)})
-        splits[ours] = _drop_empty(ds, f"{name}[{found}]")
+        splits[ours] = _drop_empty(ds, f"{name}[{ours}]")
     return splits
 
 
