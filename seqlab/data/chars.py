@@ -8,12 +8,13 @@ char-rnn's convention for Tiny Shakespeare).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 
+from seqlab.data.batch import BucketBatchSampler
 from seqlab.data.text import _file_digest, check_text_file, column
 from seqlab.errors import DataError
 
@@ -49,42 +50,25 @@ def load_chars(path: str, val_path: str | None = None, val_fraction: float = 0.1
     return CharCorpus(splits, hashlib.sha1(key.encode()).hexdigest())
 
 
-class StreamBatchSampler:
+class StreamBatchSampler(BucketBatchSampler):
     """Batches for truncated BPTT: ``B`` parallel streams, each a run of consecutive chunks.
 
     Example ``i`` is chunk ``i`` of the text. The ``N`` chunks are cut into ``B = batch_size``
     streams of ``K = N // B`` consecutive chunks; batch ``k`` is ``[k, K + k, 2K + k, ...]``, so
     row ``b`` of batch ``k + 1`` continues row ``b`` of batch ``k`` and the hidden state can be
     carried over. The order is the same every epoch (nothing to shuffle without breaking the
-    streams); ``epoch``/``position`` make it resumable like ``BucketBatchSampler``.
+    streams); iteration, ``epoch``/``position`` and the resumable state come from ``BucketBatchSampler``.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0):
+        super().__init__(lengths, max(1, batch_size), seed, bucket=False, shuffle=False)
         n = len(lengths)
         self.streams = max(1, min(batch_size, n))
         self.per_stream = n // self.streams
-        self.seed = seed
-        self.epoch = 0
-        self.position = 0
 
     def __len__(self) -> int:
         return self.per_stream
 
-    def batches(self) -> list[list[int]]:
+    def batches(self, epoch: int = 0) -> list[list[int]]:
         K = self.per_stream
         return [[b * K + k for b in range(self.streams)] for k in range(K)]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        batches = self.batches()
-        while self.position < len(batches):
-            b = batches[self.position]
-            self.position += 1
-            yield b
-        self.epoch += 1
-        self.position = 0
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.position, self.seed = int(state["epoch"]), int(state["position"]), int(state["seed"])
