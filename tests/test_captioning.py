@@ -25,13 +25,8 @@ PRESETS = ["rnn", "gru", "lstm", "rnn_attn", "gru_attn", "lstm_attn"]
 TINY = ["model.emb_size=16", "model.hidden_size=32", "task.encoder.channels=[8,8,16]"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and on a shared CPU); restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# tiny models run fastest on one thread (and on a shared CPU): the shared conftest fixture
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _image(path, mode="RGB", size=(40, 30)):

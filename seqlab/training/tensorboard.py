@@ -29,18 +29,13 @@ class TensorBoardLogger:
             self.writer.add_text(tag, text, step)
 
     def attention(self, tag: str, weights, src, out, step: int) -> None:
-        fig = attention_figure(weights, src, out, title=f"{tag} (step {step})")
-        png = self.run_dir / "attention" / f"{tag.replace('/', '_')}.png"
-        png.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(png)
-        if self.writer:
-            self.writer.add_figure(tag, fig, step, close=False)
-        plt.close(fig)
+        """An attention heatmap; also the PNG ``<run>/attention/<tag>.png``."""
+        self.figure(tag, attention_figure(weights, src, out, title=f"{tag} (step {step})"), step, "attention")
 
-    def figure(self, tag: str, fig, step: int) -> None:
+    def figure(self, tag: str, fig, step: int, folder: str = "images") -> None:
         """Any matplotlib figure (e.g. an image with its caption and attention overlays); also a PNG
-        under ``<run>/images``."""
-        png = self.run_dir / "images" / f"{tag.replace('/', '_')}.png"
+        under ``<run>/<folder>``."""
+        png = self.run_dir / folder / f"{tag.replace('/', '_')}.png"
         png.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(png)
         if self.writer:
