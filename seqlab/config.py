@@ -136,6 +136,7 @@ class DecodeConfig:
     temperature: float = 1.0  # strategy=sample
     top_k: int = 0  # strategy=sample; 0 = full distribution
     batch_size: int = 64
+    workers: int = 0  # CPU: batches decoded side by side in this many threads (0: one per core thread)
 
 
 @dataclass

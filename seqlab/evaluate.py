@@ -18,7 +18,7 @@ from seqlab.config import ASSETS, ModelConfig
 from seqlab.runtime import CONF_DIR, offline_defaults, user_errors
 from seqlab.tasks.base import Task
 from seqlab.training import checkpoint as ckpt_io
-from seqlab.training.trainer import resolve_device
+from seqlab.training.trainer import precision_context, resolve_device
 
 log = logging.getLogger("seqlab")
 
@@ -54,13 +54,14 @@ def evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     ckpt = ckpt_io.load(cfg.ckpt_path)
     task, _ = restore_task(ckpt, with_data=True, device=cfg.device, path=cfg.ckpt_path)
     decode = OmegaConf.to_container(cfg.decode, resolve=True)
-    with torch.inference_mode():
+    with torch.inference_mode(), precision_context(cfg.precision, resolve_device(cfg.device)):
         metrics = task.evaluate(cfg.split, decode=decode)
     result = {
         "checkpoint": str(cfg.ckpt_path),
         "step": ckpt.get("step"),
         "split": cfg.split,
         "decode": decode,
+        "precision": cfg.precision,
         "metrics": metrics,
         "signatures": {k: v for k, v in vars(task).items() if k.endswith("_signature")},
     }

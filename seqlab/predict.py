@@ -13,6 +13,7 @@ from seqlab.errors import DataError
 from seqlab.evaluate import restore_task
 from seqlab.runtime import CONF_DIR, offline_defaults, user_errors
 from seqlab.training import checkpoint as ckpt_io
+from seqlab.training.trainer import precision_context, resolve_device
 
 
 def read_inputs(spec: str) -> list[str]:
@@ -39,7 +40,7 @@ def predict(cfg: DictConfig) -> list[str]:
     task, _ = restore_task(ckpt, with_data=False, device=cfg.device, path=cfg.ckpt_path)
     inputs = task.read_inputs(str(cfg.input))
     decode = OmegaConf.to_container(cfg.decode, resolve=True)
-    with torch.inference_mode():
+    with torch.inference_mode(), precision_context(cfg.precision, resolve_device(cfg.device)):
         lines = task.predict(inputs, decode, cfg.attention_dir)
     for line in lines:
         print(line, flush=True)

@@ -153,6 +153,9 @@ class RNNDecoder(nn.Module):
                 top_c = enc_c if enc_c is not None else enc.memory.new_zeros(enc_h.shape)
                 top_c = top_c[-L:] if top_c.size(0) >= L else top_c[-1:].expand(L, -1, -1)
                 c = torch.tanh(self.bridge_c(top_c))
+        # the recurrent state stays in full precision under autocast (only matmuls drop to bf16/fp16)
+        sdtype = torch.promote_types(enc.memory.dtype, torch.float32)
+        h, c = h.to(sdtype), (c.to(sdtype) if c is not None else None)
         keys = self.attention.project_keys(enc.memory) if self.attention is not None else None
         feed = enc.memory.new_zeros(B, H) if self.input_feeding else None
         context = enc.summary if self.fixed_context else None
@@ -249,20 +252,20 @@ class RNNDecoder(nn.Module):
                 gi = w_in.mm(below) + (b_ih if self.cell == "gru" else b_ih + b_hh)
                 inp = h
             if self.cell == "lstm":
-                gi_, gf, gg, go = (gi + w_rec.mm(inp)).chunk(4, dim=-1)
+                gi_, gf, gg, go = (gi.to(h.dtype) + w_rec.mm(inp).to(h.dtype)).chunk(4, dim=-1)
                 c = torch.sigmoid(gf) * c + torch.sigmoid(gi_) * torch.tanh(gg)
                 h = torch.sigmoid(go) * torch.tanh(c)
             elif self.cell == "gru":
                 if i == 0 and extra is not None:
                     gi = gi + w_in.mm(extra)
-                gh = w_rec.mm(h) + b_hh
-                ir, iz, in_ = gi.chunk(3, dim=-1)
+                gh = w_rec.mm(h).to(h.dtype) + b_hh
+                ir, iz, in_ = gi.to(h.dtype).chunk(3, dim=-1)
                 hr, hz, hn = gh.chunk(3, dim=-1)
                 r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
                 n = torch.tanh(in_ + r * hn)
                 h = (1 - z) * n + z * h
             else:
-                h = torch.tanh(gi + w_rec.mm(inp))
+                h = torch.tanh(gi.to(h.dtype) + w_rec.mm(inp).to(h.dtype))
             hs.append(h)
             cs.append(c)
             below = h
@@ -270,13 +273,18 @@ class RNNDecoder(nn.Module):
 
     # ------------------------------------------------------------------------- training
     def forward(
-        self, tgt_in: torch.Tensor, enc: EncoderOutput, teacher_forcing: float = 1.0
+        self, tgt_in: torch.Tensor, enc: EncoderOutput, teacher_forcing: float = 1.0, features_only: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """tgt_in: B x T (``<s> y1 .. y_{T-1}``). Returns logits B x T x V and attention B x T x S."""
+        """tgt_in: B x T (``<s> y1 .. y_{T-1}``). Returns logits B x T x V and attention B x T x S.
+
+        ``features_only``: return the output layer's input B x T x H instead of the logits (for a
+        loss that applies the output layer itself, see ``models.output_loss``)."""
         state = self.init_state(enc)
         stepwise = self.input_feeding or (self.attention is not None and self.style == "bahdanau")
+        out_layer = (lambda o: o) if features_only else self.generator  # noqa: E731
         if teacher_forcing >= 1.0 and not stepwise:
-            return self._forward_parallel(tgt_in, state)
+            o, attn = self._forward_parallel(tgt_in, state)
+            return out_layer(o), attn
         B, T = tgt_in.shape
         w_rec = self._recurrent_weights()
         if teacher_forcing >= 1.0:
@@ -287,20 +295,20 @@ class RNNDecoder(nn.Module):
                 outs.append(o)
                 weights.append(w)
             attn = torch.stack(weights, dim=1) if weights[0] is not None else None
-            return self.generator(torch.stack(outs, dim=1)), attn  # output layer over all steps at once
-        logits, weights = [], []
+            return out_layer(torch.stack(outs, dim=1)), attn  # output layer over all steps at once
+        outs, weights = [], []
         prev = tgt_in[:, 0]
         for t in range(T):
             o, state, w = self._step(self._input_proj(self.dropout(self.embed(prev))), state, w_rec)
             step_logits = self.generator(o)
-            logits.append(step_logits)
+            outs.append(o if features_only else step_logits)
             weights.append(w)
             if t + 1 < T:  # each sentence flips its own coin at each step
                 own = step_logits.argmax(-1)
                 use_gold = torch.rand(B, device=prev.device) < teacher_forcing
                 prev = torch.where(use_gold, tgt_in[:, t + 1], own)
         attn = torch.stack(weights, dim=1) if weights[0] is not None else None
-        return torch.stack(logits, dim=1), attn
+        return torch.stack(outs, dim=1), attn
 
     def _forward_parallel(self, tgt_in: torch.Tensor, state: DecoderState):
         emb = self.dropout(self.embed(tgt_in))  # B x T x E
@@ -313,4 +321,4 @@ class RNNDecoder(nn.Module):
         elif self.fixed_context:
             ctx = state.context.unsqueeze(1).expand(-1, out.size(1), -1)
         o = torch.tanh(self.combine(torch.cat([out, ctx], dim=-1))) if self.combine is not None else out
-        return self.generator(self.dropout(o)), attn
+        return self.dropout(o), attn  # the output layer's input

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -48,6 +49,7 @@ class RNNEncoder(nn.Module):
         bidirectional: bool = True,
         dropout: float = 0.0,
         pad_id: int = 0,
+        fused: bool = True,
     ):
         super().__init__()
         directions = 2 if bidirectional else 1
@@ -64,15 +66,21 @@ class RNNEncoder(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
         )
         self.num_layers, self.directions, self.hidden_size = num_layers, directions, hidden_size
+        # CPU: run the recurrence with ``masked_rnn`` (same parameters and mathematics as the packed
+        # nn.RNN/GRU/LSTM, several times fewer kernels); False: PyTorch's packed kernels.
+        self.fused = fused
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         """src: B x S ids, lengths: B."""
         B, S = src.shape
         emb = self.dropout(self.embed(src))  # B x S x E
-        packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, final = self.rnn(packed)
-        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=S)  # B x S x H
         mask = torch.arange(S, device=src.device)[None, :] < lengths.to(src.device)[:, None]
+        if self.fused and emb.device.type == "cpu":
+            memory, final = masked_rnn(self.rnn, emb, lengths.to(src.device), mask)
+        else:
+            packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, final = self.rnn(packed)
+            memory, _ = pad_packed_sequence(out, batch_first=True, total_length=S)  # B x S x H
         if isinstance(final, tuple):
             final = (self._merge(final[0]), self._merge(final[1]))
         else:
@@ -84,3 +92,79 @@ class RNNEncoder(nn.Module):
         LD, B, Hd = h.shape
         h = h.view(self.num_layers, self.directions, B, Hd)
         return torch.cat([h[:, d] for d in range(self.directions)], dim=-1)
+
+
+# ----------------------------------------------------------------------------- masked recurrence
+def _cell_step(cell: str, gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
+    """One step of D directions at once. gi: B x D x G input part (biases in), gh: B x D x G
+    recurrent part (GRU: with b_hh); h, c: B x D x H. Gate order as in PyTorch."""
+    if cell == "lstm":
+        i, f, g, o = (gi + gh).chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+    if cell == "gru":
+        ir, iz, in_ = gi.chunk(3, dim=-1)
+        hr, hz, hn = gh.chunk(3, dim=-1)
+        r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+        n = torch.tanh(in_ + r * hn)
+        return (1 - z) * n + z * h, None
+    return torch.tanh(gi + gh), None
+
+
+def masked_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor):
+    """The packed ``rnn(pack_padded_sequence(x, lengths))`` computed over the padded batch.
+
+    Both directions advance together, one batched matmul per step: the backward direction reads each
+    sentence reversed within its own length, and a state stops changing after the sentence's last
+    token, so the final states are those at each sentence's end, as with packing. The input
+    projections of all steps are one matmul per layer. Returns (outputs B x S x D*H, zero at padding;
+    final h (L*D) x B x H, or the (h, c) pair for LSTM), as ``nn.RNNBase`` with packed input does.
+    """
+    cell = {"LSTM": "lstm", "GRU": "gru"}.get(rnn.mode, "rnn")
+    B, S, _ = x.shape
+    D, H, L = 2 if rnn.bidirectional else 1, rnn.hidden_size, rnn.num_layers
+    steps = torch.arange(S, device=x.device)
+    rev = torch.where(mask, lengths[:, None] - 1 - steps[None, :], steps[None, :])  # B x S, an involution
+    keep = mask.t()[:, :, None, None]  # S x B x 1 x 1
+    dev = x.device.type
+    cdtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype  # matmuls
+    sdtype = torch.promote_types(x.dtype, torch.float32)  # state and cell arithmetic
+    finals_h, finals_c = [], []
+    for layer in range(L):
+        if layer > 0:
+            x = F.dropout(x, rnn.dropout, rnn.training)
+        gis, w_hh, b_hh = [], [], []
+        for d in range(D):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            w_ih, b_ih = getattr(rnn, "weight_ih" + sfx), getattr(rnn, "bias_ih" + sfx)
+            bh = getattr(rnn, "bias_hh" + sfx)
+            xd = x if d == 0 else x.gather(1, rev[:, :, None].expand_as(x))
+            gis.append(F.linear(xd, w_ih, b_ih if cell == "gru" else b_ih + bh))  # B x S x G
+            w_hh.append(getattr(rnn, "weight_hh" + sfx))
+            b_hh.append(bh)
+        # S x B x D x G; the cell arithmetic and the state stay fp32 under autocast, only matmuls drop
+        gi_all = torch.stack(gis, dim=2).transpose(0, 1).to(sdtype)
+        w = torch.stack(w_hh).transpose(1, 2).to(cdtype)  # D x H x G, cast once per batch
+        bh = torch.stack(b_hh)[None].to(sdtype) if cell == "gru" else None  # 1 x D x G
+        h = x.new_zeros(B, D, H, dtype=sdtype)
+        c = h if cell == "lstm" else None
+        outs = []
+        for gi, m in zip(gi_all.unbind(0), keep.unbind(0), strict=True):  # unbind: no zero-filled grads per step
+            gh = torch.bmm(h.transpose(0, 1).to(cdtype), w).transpose(0, 1).to(sdtype)  # B x D x G
+            if bh is not None:
+                gh = gh + bh
+            h_new, c_new = _cell_step(cell, gi, gh, h, c)
+            h = torch.where(m, h_new, h)
+            if c is not None:
+                c = torch.where(m, c_new, c)
+            outs.append(h_new * m)
+        out = torch.stack(outs, dim=1)  # B x S x D x H
+        if D == 2:  # the backward direction's outputs back to source order
+            back = out[:, :, 1].gather(1, rev[:, :, None].expand(-1, -1, H))
+            out = torch.stack([out[:, :, 0], back], dim=2)
+        x = out.reshape(B, S, D * H)
+        finals_h.append(h.transpose(0, 1))
+        if c is not None:
+            finals_c.append(c.transpose(0, 1))
+    h_n = torch.cat(finals_h)  # (L*D) x B x H, layer-major as in PyTorch
+    return x, ((h_n, torch.cat(finals_c)) if cell == "lstm" else h_n)

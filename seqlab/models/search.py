@@ -3,9 +3,60 @@ sampling and batched beam search (all hypotheses of all sentences advance in one
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
+from torch import nn
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def decoding_copy(network: nn.Module, cache: dict) -> nn.Module:
+    """The network to decode with. Under autocast, a copy whose weights are already in the autocast
+    dtype: autocast re-casts fp32 weights at every call when no gradient is recorded, which at one
+    call per decoder step costs more than the bf16 matmuls save. The copy is kept in ``cache``
+    while the network's weights do not change; without autocast the network itself is used."""
+    dev = next(network.parameters()).device.type
+    if not torch.is_autocast_enabled(dev):
+        return network
+    dtype = torch.get_autocast_dtype(dev)
+    versions = (dtype, *(p._version for p in network.parameters()))
+    if cache.get("versions") != versions:
+        cache["network"] = copy.deepcopy(network).to(dtype).eval()
+        cache["versions"] = versions
+    return cache["network"]
+
+
+def map_batches(fn: Callable[[T], R], batches: Sequence[T], workers: int = 0) -> list[R]:
+    """``[fn(b) for b in batches]``, spread over ``workers`` threads on a CPU (0: one per intra-op
+    thread), each with its share of the intra-op threads.
+
+    A decoder step is a few dozen small operations, which do not keep two cores busy; two batches
+    decoded side by side on one core each do. Grad mode, inference mode and autocast carry over.
+    """
+    threads = torch.get_num_threads()
+    workers = min(workers or threads, threads, len(batches))
+    if workers <= 1:
+        return [fn(b) for b in batches]
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+    amp = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+
+    def run(b: T) -> R:
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad), \
+                torch.autocast("cpu", dtype=amp[1], enabled=amp[0]):
+            return fn(b)
+
+    torch.set_num_threads(max(1, threads // workers))
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(run, batches))
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -21,34 +72,45 @@ class Hypotheses:
 @torch.no_grad()
 def greedy(decoder, enc, bos: int, eos: int, max_len: int, sample: bool = False,
            temperature: float = 1.0, top_k: int = 0) -> Hypotheses:
-    """Pick the most likely (or a sampled) token at each step until every sentence has ``</s>``."""
+    """Pick the most likely (or a sampled) token at each step until every sentence has ``</s>``.
+
+    A sentence that has ended leaves the batch, so the remaining steps only compute the live ones."""
     state = decoder.init_state(enc)
-    B = enc.memory.size(0)
-    prev = torch.full((B,), bos, dtype=torch.long, device=enc.memory.device)
-    done = torch.zeros(B, dtype=torch.bool, device=prev.device)
-    scores = torch.zeros(B, device=prev.device)
-    out, attn = [], []
-    for _ in range(max_len):
+    B, S = enc.memory.shape[:2]
+    dev = enc.memory.device
+    tokens = torch.full((B, max_len), eos, dtype=torch.long, device=dev)
+    scores = torch.zeros(B, device=dev)
+    attention = None
+    alive = torch.arange(B, device=dev)  # original row of each live row
+    prev = torch.full((B,), bos, dtype=torch.long, device=dev)
+    T = 0
+    for t in range(max_len):
         logits, state, w = decoder.step(prev, state)
-        logp = torch.log_softmax(logits.float(), dim=-1)
+        logits = logits.float()
         if sample:
-            z = logits.float() / max(temperature, 1e-6)
+            z = logits / max(temperature, 1e-6)
             if top_k > 0:
                 kth = z.topk(min(top_k, z.size(-1)), dim=-1).values[:, -1:]
                 z = z.masked_fill(z < kth, float("-inf"))
             tok = torch.multinomial(torch.softmax(z, -1), 1).squeeze(1)
+            best = logits.gather(1, tok[:, None]).squeeze(1)
         else:
-            tok = logp.argmax(-1)
-        tok = torch.where(done, torch.full_like(tok, eos), tok)
-        scores = scores + torch.where(done, torch.zeros_like(scores), logp.gather(1, tok[:, None]).squeeze(1))
-        out.append(tok)
+            best, tok = logits.max(-1)
+        scores[alive] += best - torch.logsumexp(logits, -1)  # log p of the chosen token
+        tokens[alive, t] = tok
         if w is not None:
-            attn.append(w)
-        done = done | (tok == eos)
-        prev = tok
-        if bool(done.all()):
+            if attention is None:
+                attention = torch.zeros(B, max_len, S, device=dev)
+            attention[alive, t] = w.float()
+        T = t + 1
+        ended = tok == eos
+        if bool(ended.all()):
             break
-    return Hypotheses(torch.stack(out, 1), scores, torch.stack(attn, 1) if attn else None)
+        if bool(ended.any()):
+            keep = (~ended).nonzero().squeeze(1)
+            alive, tok, state = alive[keep], tok[keep], state.select(keep)
+        prev = tok
+    return Hypotheses(tokens[:, :T], scores, attention[:, :T] if attention is not None else None)
 
 
 def length_penalty(length: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -61,18 +123,18 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
                 alpha: float = 1.0) -> Hypotheses:
     """Batched beam search; returns the best finished hypothesis per sentence.
 
-    Beams live as B*K rows; each step takes the top 2K of K*V continuations per sentence, sets
-    aside those among the top K that end in ``</s>`` (scored with the GNMT length penalty), and
-    keeps the K best that do not. A sentence is done when its best candidate ends (so beam size 1
-    is exactly greedy), when no live beam can still beat its best finished hypothesis, or at
-    ``max_len``. Everything is tensor operations over the whole batch; no per-hypothesis Python.
+    Beams live as rows, K per live sentence; each step takes the top 2K of K*V continuations per
+    sentence, sets aside those among the top K that end in ``</s>`` (scored with the GNMT length
+    penalty), and keeps the K best that do not. A sentence is done when its best candidate ends (so
+    beam size 1 is exactly greedy), when no live beam can still beat its best finished hypothesis,
+    or at ``max_len``; a done sentence leaves the batch. Everything is tensor operations over the
+    whole batch; no per-hypothesis Python.
     """
     K = beam_size
-    B = enc.memory.size(0)
+    B, S = enc.memory.shape[:2]
     dev = enc.memory.device
-    S = enc.memory.size(1)
-    rows = torch.arange(B, device=dev).repeat_interleave(K)
-    state = decoder.init_state(enc).select(rows)
+    state = decoder.init_state(enc).select(torch.arange(B, device=dev).repeat_interleave(K))
+    alive = torch.arange(B, device=dev)  # original sentence of each live sentence
     prev = torch.full((B * K,), bos, dtype=torch.long, device=dev)
     # only the first beam is live at the start, so the K beams do not all pick the same token
     beam_scores = torch.full((B, K), float("-inf"), device=dev)
@@ -82,33 +144,33 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
     best_score = torch.full((B,), float("-inf"), device=dev)
     best_tokens = torch.full((B, max_len), eos, dtype=torch.long, device=dev)
     best_attn = None
-    finished = torch.zeros(B, dtype=torch.bool, device=dev)
-    batch_rows = torch.arange(B, device=dev)
     top_k_rank = torch.arange(2 * K, device=dev)[None, :] < K
+    beam_offsets = torch.arange(K, device=dev)
     lp_max = length_penalty(torch.tensor(float(max_len)), alpha).item() if alpha > 0 else 1.0
     t = 0
     for t in range(max_len):
+        Bl = alive.numel()
         logits, state, w = decoder.step(prev, state)
-        logp = torch.log_softmax(logits.float(), dim=-1)  # BK x V
+        logp = torch.log_softmax(logits.float(), dim=-1)  # Bl*K x V
         V = logp.size(-1)
-        cand = (beam_scores.view(B * K, 1) + logp).view(B, K * V)
+        cand = (beam_scores.view(Bl * K, 1) + logp).view(Bl, K * V)
         top_scores, top_idx = cand.topk(2 * K, dim=1)  # 2K: K survive after the </s> ones leave
-        origin, token = top_idx // V, top_idx % V  # B x 2K
+        origin, token = top_idx // V, top_idx % V  # Bl x 2K
         is_eos = token == eos
         if t == max_len - 1:
             is_eos = torch.ones_like(is_eos)  # force-finish at the length limit
         # --- set aside finished hypotheses among the top K
-        fin = is_eos & top_k_rank & ~finished[:, None]
         lp = length_penalty(torch.tensor(float(t + 1)), alpha).item() if alpha > 0 else 1.0
-        norm = (top_scores / lp).masked_fill(~fin, float("-inf"))
-        cand_best, j = norm.max(dim=1)  # B
-        improve = cand_best > best_score
+        norm = (top_scores / lp).masked_fill(~(is_eos & top_k_rank), float("-inf"))
+        cand_best, j = norm.max(dim=1)  # Bl
+        improve = cand_best > best_score[alive]
         if bool(improve.any()):
-            b_idx = batch_rows[improve]
-            src_row = b_idx * K + origin[b_idx, j[improve]]
-            best_score = torch.where(improve, cand_best, best_score)
+            li = improve.nonzero().squeeze(1)  # live sentences with a better finished hypothesis
+            b_idx = alive[li]
+            src_row = li * K + origin[li, j[li]]
+            best_score[b_idx] = cand_best[li]
             best_tokens[b_idx, :t] = history[src_row]
-            best_tokens[b_idx, t] = token[b_idx, j[improve]]
+            best_tokens[b_idx, t] = token[li, j[li]]
             best_tokens[b_idx, t + 1 :] = eos
             if w is not None:
                 if best_attn is None:
@@ -119,19 +181,25 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
                 best_attn[b_idx, t] = w[src_row].float()
         # --- keep the K best continuations that did not end
         live = top_scores.masked_fill(is_eos, float("-inf"))
-        keep_scores, keep_pos = live.topk(K, dim=1)  # B x K
+        keep_scores, keep_pos = live.topk(K, dim=1)  # Bl x K
         keep_origin, keep_token = origin.gather(1, keep_pos), token.gather(1, keep_pos)
         bound = keep_scores[:, 0] / lp_max  # the best a live beam can still reach
-        finished = finished | (best_score > bound) | torch.isinf(keep_scores[:, 0]) | is_eos[:, 0]
-        if bool(finished.all()):
+        done = (best_score[alive] > bound) | torch.isinf(keep_scores[:, 0]) | is_eos[:, 0]
+        if bool(done.all()):
             break
-        sel = (batch_rows[:, None] * K + keep_origin).view(-1)
+        sel = (torch.arange(Bl, device=dev)[:, None] * K + keep_origin).view(-1)
+        if bool(done.any()):  # done sentences leave the batch: drop their K rows from the selection
+            stay = (~done).nonzero().squeeze(1)
+            rows = (stay[:, None] * K + beam_offsets).view(-1)
+            sel, keep_scores, keep_token, alive = sel[rows], keep_scores[stay], keep_token[stay], alive[stay]
+            state = state.select(sel)  # memory, keys and mask shrink with the per-hypothesis parts
+        else:
+            state = state.reorder(sel)  # sel stays within each sentence's K rows
         history = torch.cat([history.index_select(0, sel), keep_token.view(-1, 1)], dim=1)
         if w is not None:
             step_attn = w.index_select(0, sel).unsqueeze(1)
             attn_hist = step_attn if attn_hist is None else torch.cat([attn_hist.index_select(0, sel), step_attn], 1)
-        state = state.reorder(sel)  # sel stays within each sentence's K rows
-        beam_scores = keep_scores.masked_fill(finished[:, None], float("-inf"))
+        beam_scores = keep_scores
         prev = keep_token.view(-1)
     T = t + 1
     return Hypotheses(best_tokens[:, :T], best_score, best_attn[:, :T] if best_attn is not None else None)

@@ -46,6 +46,7 @@ class Seq2Seq(nn.Module):
     def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> EncoderOutput:
         return self.encoder(src, src_len)
 
-    def forward(self, src, src_len, tgt_in, teacher_forcing: float = 1.0):
-        """Logits B x T x V and attention weights B x T x S (None without attention)."""
-        return self.decoder(tgt_in, self.encode(src, src_len), teacher_forcing)
+    def forward(self, src, src_len, tgt_in, teacher_forcing: float = 1.0, features_only: bool = False):
+        """Logits B x T x V (or the output layer's input, ``features_only``) and attention weights
+        B x T x S (None without attention)."""
+        return self.decoder(tgt_in, self.encode(src, src_len), teacher_forcing, features_only)

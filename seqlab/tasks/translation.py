@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from seqlab.config import DecodeConfig, ModelConfig
 from seqlab.data.batch import eval_batches, pad
@@ -19,7 +18,8 @@ from seqlab.data.text import TextCorpus, column, tokenizer_fn
 from seqlab.data.vocab import Vocab
 from seqlab.errors import DataError
 from seqlab.metrics import bleu, chrf, perplexity
-from seqlab.models.search import beam_search, greedy
+from seqlab.models.output_loss import linear_cross_entropy
+from seqlab.models.search import beam_search, decoding_copy, greedy, map_batches
 from seqlab.models.seq2seq import Seq2Seq
 from seqlab.tasks.base import StepOutput, Task
 
@@ -137,6 +137,7 @@ class TranslationTask(Task):
                 self.tgt_vocab = Vocab.build(tgt_train, min_freq, max_size)
             log.info("vocabulary: %d %s / %d %s", len(self.src_vocab), self.src_lang, len(self.tgt_vocab), self.tgt_lang)
         self.network = Seq2Seq(model, len(self.src_vocab), len(self.tgt_vocab), self.src_vocab.pad_id)
+        self._decoding_cache: dict[str, Any] = {}  # a low-precision copy of the network (see decoding_copy)
         self._train = self._encode_train(max_src_len, max_tgt_len) if data is not None else None
 
     # ------------------------------------------------------------------------ data
@@ -169,18 +170,10 @@ class TranslationTask(Task):
 
     # ---------------------------------------------------------------------- training
     def _loss(self, batch: Batch, teacher_forcing: float, smoothing: float):
-        logits, _ = self.network(batch.src, batch.src_len, batch.tgt_in, teacher_forcing)
-        V = logits.size(-1)
-        flat_logits, flat_gold = logits.reshape(-1, V).float(), batch.tgt_out.reshape(-1)
-        pad_id = self.tgt_vocab.pad_id
-        loss_sum = F.cross_entropy(flat_logits, flat_gold, ignore_index=pad_id, reduction="sum", label_smoothing=smoothing)
-        nll_sum = (
-            loss_sum
-            if smoothing == 0
-            else F.cross_entropy(flat_logits.detach(), flat_gold, ignore_index=pad_id, reduction="sum")
-        )
-        n_tok = int((batch.tgt_out != pad_id).sum())
-        return loss_sum, nll_sum, n_tok
+        """(loss_sum, nll_sum, n_tokens); the output layer and the loss run fused, chunk by chunk."""
+        feats, _ = self.network(batch.src, batch.src_len, batch.tgt_in, teacher_forcing, features_only=True)
+        gen = self.network.decoder.generator
+        return linear_cross_entropy(feats, gen.weight, gen.bias, batch.tgt_out, self.tgt_vocab.pad_id, smoothing)
 
     def training_step(self, batch: Batch) -> StepOutput:
         loss_sum, nll_sum, n_tok = self._loss(batch, self.teacher_forcing, self.label_smoothing)
@@ -234,19 +227,25 @@ class TranslationTask(Task):
     def translate_tokens(self, src_tokens: Sequence[Sequence[str]], decode: Any = None) -> list[Translation]:
         decode = _as_decode(decode) if decode is not None else self.val_decode
         self.network.eval()
+        network = decoding_copy(self.network, self._decoding_cache)
         v = self.tgt_vocab
         encoded = [self.src_vocab.encode(s)[: decode.max_len * 4] or [self.src_vocab.unk_id] for s in src_tokens]
         results: list[Translation | None] = [None] * len(encoded)
         strategy = getattr(decode.strategy, "value", decode.strategy)
-        for idx in eval_batches([len(s) for s in encoded], decode.batch_size):
+
+        def run(idx: list[int]):
             src, src_len = pad([encoded[i] for i in idx], self.src_vocab.pad_id)
-            enc = self.network.encode(src.to(self.device), src_len.to(self.device))
+            enc = network.encode(src.to(self.device), src_len.to(self.device))
             if strategy == "beam":
-                hyp = beam_search(self.network.decoder, enc, v.bos_id, v.eos_id, decode.max_len,
-                                  decode.beam_size, decode.length_penalty)
-            else:
-                hyp = greedy(self.network.decoder, enc, v.bos_id, v.eos_id, decode.max_len,
-                             sample=strategy == "sample", temperature=decode.temperature, top_k=decode.top_k)
+                return beam_search(network.decoder, enc, v.bos_id, v.eos_id, decode.max_len,
+                                   decode.beam_size, decode.length_penalty)
+            return greedy(network.decoder, enc, v.bos_id, v.eos_id, decode.max_len,
+                          sample=strategy == "sample", temperature=decode.temperature, top_k=decode.top_k)
+
+        batches = list(eval_batches([len(s) for s in encoded], decode.batch_size))
+        # sampling stays in one thread so that a seed gives the same samples
+        workers = 1 if strategy == "sample" or self.device.type != "cpu" else decode.workers
+        for idx, hyp in zip(batches, map_batches(run, batches, workers), strict=True):
             for row, i in enumerate(idx):
                 toks = v.decode(hyp.tokens[row].tolist())
                 attn = None

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from seqlab.config import TrainerConfig
-from seqlab.errors import TrainingDiverged
+from seqlab.errors import ConfigError, TrainingDiverged
 from seqlab.tasks.base import Task
 from seqlab.training import checkpoint as ckpt_io
 
@@ -33,7 +33,16 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     precision = getattr(precision, "value", precision)
     if precision == "auto":
         return torch.float16 if device.type == "cuda" else None
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    choices = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision not in choices:
+        raise ConfigError(f"precision={precision!r} is not one of auto, {', '.join(choices)}")
+    return choices[precision]
+
+
+def precision_context(precision: str, device: torch.device):
+    """Autocast for ``precision`` on ``device`` (a no-op context for full fp32)."""
+    dtype = autocast_dtype(precision, device)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 @dataclass
@@ -146,12 +155,7 @@ class Trainer:
         return {**st.last_val, **{f"best/{k}": v for k, v in st.best_val.items()}}
 
     def _train_step(self, task, batch, optimizer, scaler, params):
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.amp_dtype)
-            if self.amp_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with autocast:
+        with precision_context(self.cfg.precision, self.device):
             out = task.training_step(batch)
         if not torch.isfinite(out.loss.detach()):
             self._diverged(f"the training loss is {out.loss.detach().item()}")
