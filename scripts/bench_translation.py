@@ -8,7 +8,10 @@ Tokens are counted as the peers' harness does: target = words + </s>, source = w
 
     python scripts/bench_translation.py --steps 100                  # train throughput (fp32)
     python scripts/bench_translation.py --steps 100 --precision bf16
-    python scripts/bench_translation.py --steps 0 --ckpt outputs/.../best.pt   # decoding only
+    # as the peers' harness does: one epoch (454 updates), then decode with that model
+    python scripts/bench_translation.py --warmup 10 --steps 444 --precision bf16 --save /tmp/epoch1.pt
+    # decoding alone, in its own process (so that peak RSS is the decoder's)
+    python scripts/bench_translation.py --steps 0 --ckpt /tmp/epoch1.pt --precision bf16
 
 The last line printed is one JSON object with the figures.
 """
@@ -31,6 +34,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from seqlab.config import register_schemas, to_spec  # noqa: E402
 from seqlab.evaluate import restore_task  # noqa: E402
@@ -133,6 +137,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=25, help="updates per timing window (median reported)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--ckpt", help="decode with this checkpoint (else the model trained here)")
+    ap.add_argument("--save", help="write the trained model here (a checkpoint that --ckpt and seqlab eval read)")
     ap.add_argument("--decode-repeats", type=int, default=2)
     ap.add_argument("--no-decode", action="store_true")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides")
@@ -143,13 +148,19 @@ def main() -> None:
         "torch": torch.__version__, "threads": torch.get_num_threads(), "precision": args.precision,
         "overrides": overrides,
     }
-    cfg, task = build(overrides)
-    result["params"] = sum(p.numel() for p in task.network.parameters())
+    if args.steps > 0 or not args.ckpt:
+        cfg, task = build(overrides)
+        result["params"] = sum(p.numel() for p in task.network.parameters())
     if args.steps > 0:
         result.update(bench_train(cfg, task, args.steps, args.warmup, args.window))
+        if args.save:
+            ckpt_io.atomic_save({"format": ckpt_io.FORMAT, "version": ckpt_io.VERSION, "step": args.warmup + args.steps,
+                                 "model": task.network.state_dict(), "task": task.state(),
+                                 "config": OmegaConf.to_container(cfg, resolve=True)}, Path(args.save))
     if not args.no_decode:
-        if args.ckpt:
+        if args.ckpt:  # decoding only: the task comes from the checkpoint, not from a training build
             task, _ = restore_task(ckpt_io.load(args.ckpt), with_data=True)
+            result["params"] = sum(p.numel() for p in task.network.parameters())
         dtype = torch.bfloat16 if args.precision == "bf16" else None
         ctx = torch.autocast("cpu", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
         with ctx:

@@ -7,9 +7,11 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from seqlab.config import ModelConfig
 from seqlab.models.decoders import RNNDecoder
+from seqlab.models.output_loss import linear_cross_entropy
 from seqlab.models.seq2seq import Seq2Seq
 
 pytestmark = pytest.mark.unit
@@ -82,18 +84,63 @@ def test_fused_decoder_matches_reference(variant):
             torch.testing.assert_close(a, b, msg=name)
 
 
-def test_step_matches_teacher_forced_forward():
-    """Decoding step by step with gold inputs gives the teacher-forced logits."""
+STEP_VARIANTS = [
+    dict(cell="lstm"), dict(cell="rnn"), dict(cell="gru"), dict(cell="lstm", num_layers=2),
+    dict(cell="lstm", attention="dot", attention_style="bahdanau", input_feeding=False),
+    dict(cell="lstm", attention="none", fixed_context=True),
+]
+
+
+@pytest.mark.parametrize("variant", STEP_VARIANTS, ids=lambda v: "-".join(f"{k}={x}" for k, x in v.items()))
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+def test_step_matches_teacher_forced_forward(variant, grad):
+    """Decoding step by step with gold inputs gives the teacher-forced logits; without gradients
+    (decoding) the step runs layer 0's input projection and recurrence as one matmul."""
     torch.manual_seed(1)
-    model = Seq2Seq(ModelConfig(emb_size=12, hidden_size=16, dropout=0.0), 23, 19).double().eval()
+    model = Seq2Seq(ModelConfig(emb_size=12, hidden_size=16, dropout=0.0, **variant), 23, 19).double().eval()
     src, src_len = torch.randint(4, 23, (3, 5)), torch.tensor([5, 2, 4])
     tgt_in = torch.randint(4, 19, (3, 4))
-    enc = model.encode(src, src_len)
-    full, _ = model.decoder(tgt_in, enc)
-    state = model.decoder.init_state(enc)
-    for t in range(4):
-        logits, state, _ = model.decoder.step(tgt_in[:, t], state)
-        torch.testing.assert_close(logits, full[:, t])
+    with torch.set_grad_enabled(grad):
+        enc = model.encode(src, src_len)
+        full, _ = model.decoder(tgt_in, enc)
+        state = model.decoder.init_state(enc)
+        for t in range(4):
+            logits, state, _ = model.decoder.step(tgt_in[:, t], state)
+            torch.testing.assert_close(logits, full[:, t])
+        assert (state.weights.first is not None) == (not grad and variant["cell"] != "gru")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_training_loss_and_gradients_match_plain_reference(cell):
+    """The whole optimised training step (masked CPU encoder, fused decoder, fused output layer and
+    label-smoothed loss) against a plain one: packed nn.LSTM encoder, the textbook decoder loop,
+    nn.Linear logits and F.cross_entropy. Same loss, same gradient for every parameter."""
+    torch.manual_seed(2)
+    cfg = ModelConfig(cell=cell, emb_size=12, hidden_size=16, dropout=0.0)
+    model = Seq2Seq(cfg, src_vocab_size=23, tgt_vocab_size=19).double()
+    src_len = torch.tensor([7, 5, 3, 6, 1])
+    src = torch.randint(4, 23, (5, 7))
+    src[torch.arange(7)[None, :] >= src_len[:, None]] = 0
+    tgt_in = torch.randint(4, 19, (5, 6))
+    tgt_out = torch.randint(4, 19, (5, 6))
+    tgt_out[:, 4:] = 0  # padding, ignored
+    params = list(model.parameters())
+
+    feats, _ = model(src, src_len, tgt_in, features_only=True)
+    gen = model.decoder.generator
+    loss, _, _ = linear_cross_entropy(feats, gen.weight, gen.bias, tgt_out, ignore_index=0, label_smoothing=0.1)
+    g_fast = torch.autograd.grad(loss, params, allow_unused=True)
+
+    model.encoder.fused = False  # PyTorch's packed kernels
+    logits, _ = reference_decode(model.decoder, tgt_in, model.encode(src, src_len))
+    ref = F.cross_entropy(logits.reshape(-1, 19), tgt_out.reshape(-1), ignore_index=0, reduction="sum",
+                          label_smoothing=0.1)
+    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    torch.testing.assert_close(loss, ref)
+    for (name, _), a, b in zip(model.named_parameters(), g_fast, g_ref, strict=True):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            torch.testing.assert_close(a, b, msg=name)
 
 
 def test_decoder_that_cannot_see_the_source_is_rejected():

@@ -25,6 +25,10 @@ class StepWeights:
 
     layers: list[tuple[SharedWeight | None, SharedWeight]]
     combine: SharedWeight | None
+    # decoding (LSTM/RNN): layer 0's whole input projection and recurrence as one matmul over
+    # [embedding; fed-back input; h], with its summed biases
+    first: SharedWeight | None = None
+    first_bias: torch.Tensor | None = None
 
 
 @dataclass
@@ -166,11 +170,15 @@ class RNNDecoder(nn.Module):
         """One step. prev: B previous tokens. Returns logits B x V, new state, weights B x S | None."""
         emb = self.dropout(self.embed(prev))  # B x E
         if state.weights is None:  # once per decode (and per batch), not once per step
-            state.weights = self._recurrent_weights()
-        o, state, weights = self._step(self._input_proj(emb), state, state.weights)
+            state.weights = self._recurrent_weights(fuse_input=not torch.is_grad_enabled())
+        if state.weights.first is not None:
+            o, state, weights = self._step(None, state, state.weights, emb=emb)
+        else:
+            o, state, weights = self._step(self._input_proj(emb), state, state.weights)
         return self.generator(o), state, weights
 
-    def _step(self, x_pre: torch.Tensor, state: DecoderState, w_rec: StepWeights):
+    def _step(self, x_pre: torch.Tensor | None, state: DecoderState, w_rec: StepWeights,
+              emb: torch.Tensor | None = None):
         """The recurrence, attention and attentional layer for one step.
 
         x_pre: B x G, the embedding's share of layer 0's input projection (biases included),
@@ -186,7 +194,7 @@ class RNNDecoder(nn.Module):
             extra = state.context
         else:
             extra = None
-        h, c = self._recur(x_pre, extra, state.h, state.c, w_rec)
+        h, c = self._recur(x_pre, extra, state.h, state.c, w_rec, emb)
         h_t = h[-1]  # B x H
         if self.attention is not None and self.style == "luong":
             ctx, weights = self.attention(h_t, state.keys, state.memory, state.mask)
@@ -215,8 +223,9 @@ class RNNDecoder(nn.Module):
         bias = b_ih if self.cell == "gru" else b_ih + b_hh  # GRU keeps b_hh inside r * (W h + b)
         return F.linear(emb, w_ih[:, :E], bias)
 
-    def _recurrent_weights(self) -> StepWeights:
-        """The weights every step uses, prepared once per batch (see ``StepWeights``)."""
+    def _recurrent_weights(self, fuse_input: bool = False) -> StepWeights:
+        """The weights every step uses, prepared once per batch (see ``StepWeights``);
+        ``fuse_input`` (decoding) adds layer 0's weights as one matrix."""
         dev = self.embed.weight.device.type
         dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else self.embed.weight.dtype
         E = self.embed.embedding_dim
@@ -234,9 +243,12 @@ class RNNDecoder(nn.Module):
             else:
                 layers.append((SharedWeight(cast(w_ih)), SharedWeight(cast(w_hh))))
         combine = SharedWeight(cast(self.combine.weight)) if self.combine is not None else None
-        return StepWeights(layers, combine)
+        if not (fuse_input and self.cell != "gru"):  # GRU keeps W_hh h apart (r multiplies it)
+            return StepWeights(layers, combine)
+        w_ih, w_hh, b_ih, b_hh = self._layer(0)
+        return StepWeights(layers, combine, SharedWeight(cast(torch.cat([w_ih, w_hh], dim=1))), b_ih + b_hh)
 
-    def _recur(self, x_pre, extra, h_all, c_all, sw: StepWeights):
+    def _recur(self, x_pre, extra, h_all, c_all, sw: StepWeights, emb=None):
         hs, cs = [], []
         below = None
         for i in range(self.num_layers):
@@ -244,7 +256,10 @@ class RNNDecoder(nn.Module):
             w_in, w_rec = sw.layers[i]
             h = h_all[i]
             c = c_all[i] if c_all is not None else None
-            if i == 0:
+            if i == 0 and emb is not None:  # decoding: [emb; extra; h] in one matmul
+                gi, w_rec = sw.first_bias, sw.first
+                inp = torch.cat([emb, h] if extra is None else [emb, extra, h], dim=-1)
+            elif i == 0:
                 gi = x_pre
                 inp = h if extra is None else torch.cat([extra, h], dim=-1)
             else:

@@ -124,11 +124,11 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
     """Batched beam search; returns the best finished hypothesis per sentence.
 
     Beams live as rows, K per live sentence; each step takes the top 2K of K*V continuations per
-    sentence, sets aside those among the top K that end in ``</s>`` (scored with the GNMT length
-    penalty), and keeps the K best that do not. A sentence is done when its best candidate ends (so
-    beam size 1 is exactly greedy), when no live beam can still beat its best finished hypothesis,
-    or at ``max_len``; a done sentence leaves the batch. Everything is tensor operations over the
-    whole batch; no per-hypothesis Python.
+    sentence (found among each beam's own top 2K), sets aside those among the top K that end in
+    ``</s>`` (scored with the GNMT length penalty), and keeps the K best that do not. A sentence
+    is done when its best candidate ends (so beam size 1 is exactly greedy), when no live beam can
+    still beat its best finished hypothesis, or at ``max_len``; a done sentence leaves the batch.
+    Everything is tensor operations over the whole batch; no per-hypothesis Python.
     """
     K = beam_size
     B, S = enc.memory.shape[:2]
@@ -151,11 +151,13 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
     for t in range(max_len):
         Bl = alive.numel()
         logits, state, w = decoder.step(prev, state)
-        logp = torch.log_softmax(logits.float(), dim=-1)  # Bl*K x V
-        V = logp.size(-1)
-        cand = (beam_scores.view(Bl * K, 1) + logp).view(Bl, K * V)
+        logp = torch.log_softmax(logits, dim=-1, dtype=torch.float32)  # Bl*K x V
+        # a sentence's best 2K continuations are among its beams' own best 2K each: rank K*2K, not K*V
+        n = min(2 * K, logp.size(-1))
+        row_scores, row_tokens = logp.topk(n, dim=-1)  # Bl*K x n
+        cand = (beam_scores.view(Bl * K, 1) + row_scores).view(Bl, K * n)
         top_scores, top_idx = cand.topk(2 * K, dim=1)  # 2K: K survive after the </s> ones leave
-        origin, token = top_idx // V, top_idx % V  # Bl x 2K
+        origin, token = top_idx // n, row_tokens.view(Bl, K * n).gather(1, top_idx)  # Bl x 2K
         is_eos = token == eos
         if t == max_len - 1:
             is_eos = torch.ones_like(is_eos)  # force-finish at the length limit
