@@ -156,7 +156,7 @@ def main() -> None:
         if args.save:
             ckpt_io.atomic_save({"format": ckpt_io.FORMAT, "version": ckpt_io.VERSION, "step": args.warmup + args.steps,
                                  "model": task.network.state_dict(), "task": task.state(),
-                                 "config": OmegaConf.to_container(cfg, resolve=True)}, Path(args.save))
+                                 "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)}, Path(args.save))
     if not args.no_decode:
         if args.ckpt:  # decoding only: the task comes from the checkpoint, not from a training build
             task, _ = restore_task(ckpt_io.load(args.ckpt), with_data=True)

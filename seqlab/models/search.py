@@ -74,14 +74,16 @@ def greedy(decoder, enc, bos: int, eos: int, max_len: int, sample: bool = False,
            temperature: float = 1.0, top_k: int = 0) -> Hypotheses:
     """Pick the most likely (or a sampled) token at each step until every sentence has ``</s>``.
 
-    A sentence that has ended leaves the batch, so the remaining steps only compute the live ones."""
+    Sentences that have ended leave the batch once a quarter of it has (see ``COMPACT_AT``), so
+    the remaining steps compute mostly live ones."""
     state = decoder.init_state(enc)
     B, S = enc.memory.shape[:2]
     dev = enc.memory.device
     tokens = torch.full((B, max_len), eos, dtype=torch.long, device=dev)
     scores = torch.zeros(B, device=dev)
     attention = None
-    alive = torch.arange(B, device=dev)  # original row of each live row
+    alive = torch.arange(B, device=dev)  # original row of each row in the batch
+    done = torch.zeros(B, dtype=torch.bool, device=dev)
     prev = torch.full((B,), bos, dtype=torch.long, device=dev)
     T = 0
     for t in range(max_len):
@@ -96,21 +98,32 @@ def greedy(decoder, enc, bos: int, eos: int, max_len: int, sample: bool = False,
             best = logits.gather(1, tok[:, None]).squeeze(1)
         else:
             best, tok = logits.max(-1)
-        scores[alive] += best - torch.logsumexp(logits, -1)  # log p of the chosen token
+        tok = tok.masked_fill(done, eos)
+        scores[alive] += (best - torch.logsumexp(logits, -1)).masked_fill(done, 0.0)  # log p of the token
         tokens[alive, t] = tok
         if w is not None:
             if attention is None:
                 attention = torch.zeros(B, max_len, S, device=dev)
-            attention[alive, t] = w.float()
+            attention[alive, t] = w.float().masked_fill(done[:, None], 0.0)
         T = t + 1
-        ended = tok == eos
-        if bool(ended.all()):
+        done = done | (tok == eos)
+        if bool(done.all()):
             break
-        if bool(ended.any()):
-            keep = (~ended).nonzero().squeeze(1)
-            alive, tok, state = alive[keep], tok[keep], state.select(keep)
+        if _compact(done):
+            keep = (~done).nonzero().squeeze(1)
+            alive, tok, done, state = alive[keep], tok[keep], done[keep], state.select(keep)
         prev = tok
     return Hypotheses(tokens[:, :T], scores, attention[:, :T] if attention is not None else None)
+
+
+COMPACT_AT = 0.75  # finished sentences leave the batch once the live ones are at most this share
+
+
+def _compact(done: torch.Tensor) -> bool:
+    """Whether to drop the finished sentences now. Dropping them at every step would give the
+    matmul library a new shape (and a cached kernel, with its memory) at almost every step;
+    dropping them a quarter at a time keeps the shapes few."""
+    return int((~done).sum()) <= COMPACT_AT * done.numel()
 
 
 def length_penalty(length: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -127,14 +140,15 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
     sentence (found among each beam's own top 2K), sets aside those among the top K that end in
     ``</s>`` (scored with the GNMT length penalty), and keeps the K best that do not. A sentence
     is done when its best candidate ends (so beam size 1 is exactly greedy), when no live beam can
-    still beat its best finished hypothesis, or at ``max_len``; a done sentence leaves the batch.
+    still beat its best finished hypothesis, or at ``max_len``; done sentences leave the batch as in ``greedy``.
     Everything is tensor operations over the whole batch; no per-hypothesis Python.
     """
     K = beam_size
     B, S = enc.memory.shape[:2]
     dev = enc.memory.device
     state = decoder.init_state(enc).select(torch.arange(B, device=dev).repeat_interleave(K))
-    alive = torch.arange(B, device=dev)  # original sentence of each live sentence
+    alive = torch.arange(B, device=dev)  # original sentence of each sentence in the batch
+    finished = torch.zeros(B, dtype=torch.bool, device=dev)
     prev = torch.full((B * K,), bos, dtype=torch.long, device=dev)
     # only the first beam is live at the start, so the K beams do not all pick the same token
     beam_scores = torch.full((B, K), float("-inf"), device=dev)
@@ -163,11 +177,12 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
             is_eos = torch.ones_like(is_eos)  # force-finish at the length limit
         # --- set aside finished hypotheses among the top K
         lp = length_penalty(torch.tensor(float(t + 1)), alpha).item() if alpha > 0 else 1.0
-        norm = (top_scores / lp).masked_fill(~(is_eos & top_k_rank), float("-inf"))
+        fin = is_eos & top_k_rank & ~finished[:, None]
+        norm = (top_scores / lp).masked_fill(~fin, float("-inf"))
         cand_best, j = norm.max(dim=1)  # Bl
         improve = cand_best > best_score[alive]
         if bool(improve.any()):
-            li = improve.nonzero().squeeze(1)  # live sentences with a better finished hypothesis
+            li = improve.nonzero().squeeze(1)  # sentences in the batch with a better finished hypothesis
             b_idx = alive[li]
             src_row = li * K + origin[li, j[li]]
             best_score[b_idx] = cand_best[li]
@@ -186,14 +201,15 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
         keep_scores, keep_pos = live.topk(K, dim=1)  # Bl x K
         keep_origin, keep_token = origin.gather(1, keep_pos), token.gather(1, keep_pos)
         bound = keep_scores[:, 0] / lp_max  # the best a live beam can still reach
-        done = (best_score[alive] > bound) | torch.isinf(keep_scores[:, 0]) | is_eos[:, 0]
-        if bool(done.all()):
+        finished = finished | (best_score[alive] > bound) | torch.isinf(keep_scores[:, 0]) | is_eos[:, 0]
+        if bool(finished.all()):
             break
         sel = (torch.arange(Bl, device=dev)[:, None] * K + keep_origin).view(-1)
-        if bool(done.any()):  # done sentences leave the batch: drop their K rows from the selection
-            stay = (~done).nonzero().squeeze(1)
+        if _compact(finished):  # finished sentences leave the batch: drop their K rows
+            stay = (~finished).nonzero().squeeze(1)
             rows = (stay[:, None] * K + beam_offsets).view(-1)
-            sel, keep_scores, keep_token, alive = sel[rows], keep_scores[stay], keep_token[stay], alive[stay]
+            sel, keep_scores, keep_token = sel[rows], keep_scores[stay], keep_token[stay]
+            alive, finished = alive[stay], finished[stay]
             state = state.select(sel)  # memory, keys and mask shrink with the per-hypothesis parts
         else:
             state = state.reorder(sel)  # sel stays within each sentence's K rows
@@ -201,7 +217,7 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
         if w is not None:
             step_attn = w.index_select(0, sel).unsqueeze(1)
             attn_hist = step_attn if attn_hist is None else torch.cat([attn_hist.index_select(0, sel), step_attn], 1)
-        beam_scores = keep_scores
+        beam_scores = keep_scores.masked_fill(finished[:, None], float("-inf"))
         prev = keep_token.view(-1)
     T = t + 1
     return Hypotheses(best_tokens[:, :T], best_score, best_attn[:, :T] if best_attn is not None else None)
