@@ -9,7 +9,8 @@ Presets: sst2, imdb, ud_ewt_upos, tinyshakespeare (conf/experiment/); anything a
 a Hydra override. The run goes to outputs/bench/<preset>/<time>. The last line printed is one JSON
 object: the monitored metric (best and final), wall-clock minutes (start-up, data loading and
 validation included), training tokens per second (input tokens; characters for charlm), the
-machine and its load average before and after.
+machine (torch threads, the CPUs the process may run on, e.g. under ``taskset``) and its load
+average before and after.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
         "run_dir": str(run_dir),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
                     "load_avg_before": [round(x, 2) for x in load_before],
                     "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
     }

@@ -402,6 +402,14 @@ class Pooling(str, Enum):
     attention = "attention"
 
 
+class Truncation(str, Enum):
+    """Which tokens of a text longer than ``data.max_len`` are kept."""
+
+    head = "head"  # the first max_len
+    tail = "tail"  # the last max_len
+    head_tail = "head_tail"  # the first max_len // 2 and the last max_len - max_len // 2
+
+
 class CharFeatures(str, Enum):
     none = "none"
     cnn = "cnn"  # char embeddings -> convolution -> max over the word (Ma & Hovy 2016)
@@ -431,6 +439,7 @@ class ClassificationDataConfig:
     lowercase: bool = False
     strip_html: bool = False  # IMDB reviews hold <br /> tags
     max_len: int = 0  # tokens kept per text (longer ones truncated and counted); 0 = all
+    truncation: Truncation = Truncation.head  # which max_len tokens of a longer text are kept
 
 
 @dataclass
@@ -474,6 +483,8 @@ class SentimentTaskConfig:
     vocab: VocabConfig = field(default_factory=lambda: VocabConfig(min_freq=1))
     pooling: Pooling = Pooling.auto
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
+    packed: bool = True  # false: the RNN runs over the padded batch (same result; faster LSTM on a CPU)
+    word_dropout: float = 0.0  # training tokens replaced by <unk> (so that unknown words have a trained input)
     eval_batch_size: int = 128
     num_samples: int = 3  # validation texts logged with their attention weights
 
@@ -493,6 +504,7 @@ class TaggingTaskConfig:
     word_dropout: float = 0.0  # training tokens replaced by <unk> (teaches the unknown-word path)
     lowercase_words: bool = False  # word embeddings for lower-cased forms (characters keep the case)
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
+    packed: bool = True  # false: the RNNs run over the padded batch (same result; faster LSTM on a CPU)
     eval_batch_size: int = 128
     num_samples: int = 3
 

@@ -177,3 +177,55 @@ def test_debug_run_and_predict(compose_cfg, tmp_path):
     assert sorted(p.name for p in (tmp_path / "attn").iterdir()) == ["attention_000.png", "attention_001.png"]
     with pytest.raises(DataError, match="empty text"):
         task.predict(["  "])
+
+
+@pytest.mark.contract
+@pytest.mark.parametrize("preset,pooling", [("lstm", "final"), ("gru", "max"), ("lstm_attn", "attention")])
+def test_padded_classifier_equals_packed(preset, pooling):
+    """task.packed=false runs the encoder over the padded batch: same logits, same state dict."""
+    torch.manual_seed(0)
+    packed = SentimentTask(tiny_model(preset, num_layers=2), data=toy_corpus(), pooling=pooling)
+    padded = SentimentTask(tiny_model(preset, num_layers=2), data=toy_corpus(), pooling=pooling, packed=False)
+    padded.network.load_state_dict(packed.network.state_dict())
+    batch = packed.collate(list(range(6)))
+    packed.network.eval(), padded.network.eval()
+    (a, wa), (b, wb) = (t.network(batch.src, batch.lengths) for t in (packed, padded))
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    if wa is not None:
+        torch.testing.assert_close(wa, wb, atol=1e-5, rtol=1e-4)
+    padded.network.train()
+    padded.training_step(padded.collate(list(range(6)))).loss.backward()
+    assert all(p.grad is not None for p in padded.network.parameters())
+
+
+@pytest.mark.unit
+def test_truncation_keeps_head_tail_or_both(tmp_path):
+    from seqlab.data.classification import truncate
+
+    toks = [str(i) for i in range(10)]
+    assert truncate(toks, 4) == ["0", "1", "2", "3"] and truncate(toks, 0) == toks
+    assert truncate(toks, 4, "tail") == ["6", "7", "8", "9"]
+    assert truncate(toks, 5, "head_tail") == ["0", "1", "7", "8", "9"]
+    assert truncate(toks[:3], 4, "head_tail") == toks[:3]
+    train = slice_of("imdb/train.tsv.gz", tmp_path / "imdb.tsv.gz", 21)
+    kw = dict(text_column="text", train={"path": str(train)}, val_fraction=0.25, tokenizer="word",
+              lowercase=True, strip_html=True, max_len=20)
+    full = load_classification(**{**kw, "max_len": 0})
+    both = load_classification(**kw, truncation="head_tail")
+    assert both.truncation == "head_tail" and both.fingerprint != load_classification(**kw).fingerprint
+    for f, b in zip(full.splits["train"].tokens, both.splits["train"].tokens, strict=True):
+        assert b == (f if len(f) <= 20 else f[:10] + f[-10:])
+    task = SentimentTask(tiny_model("gru"), data=both)
+    assert task.tokenize(" ".join(str(i) for i in range(30))) == [str(i) for i in (*range(10), *range(20, 30))]
+
+
+@pytest.mark.unit
+def test_word_dropout_replaces_training_words_only():
+    torch.manual_seed(0)
+    task = SentimentTask(tiny_model("gru"), data=toy_corpus(), word_dropout=0.5)
+    batch = task.collate(list(range(6)))
+    real = batch.src != task.vocab.pad_id
+    assert (batch.src[real] == task.vocab.unk_id).any()
+    assert (batch.src[~real] == task.vocab.pad_id).all()  # padding stays padding
+    seqs, _ = task._encode("val")
+    assert task.vocab.unk_id not in {i for s in seqs for i in s}  # evaluation reads the words as they are

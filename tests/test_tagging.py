@@ -143,3 +143,44 @@ def test_cli_bad_conllu_exits_cleanly(tmp_path, cli_env):
 def test_text_presets_compose(compose_cfg, preset, task, monitor):
     cfg = compose_cfg([f"experiment={preset}"])
     assert cfg.task.name == task and cfg.task.monitor == monitor and cfg.trainer.max_minutes > 0
+
+
+@pytest.mark.contract
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_run_padded_equals_run_packed(cell, bidirectional):
+    """task.packed=false: the same outputs (zeros at padding) and the same gradients as packing."""
+    from seqlab.models.encoders import make_rnn
+    from seqlab.models.heads import run_packed, run_padded
+
+    torch.manual_seed(0)
+    rnn = make_rnn(cell, 5, 6, 2, bidirectional=bidirectional, dropout=0.5).eval()  # eval: no dropout
+    x = torch.randn(3, 7, 5, requires_grad=True)
+    lengths = torch.tensor([7, 2, 4])
+    a = run_packed(rnn, x, lengths)
+    b = run_padded(rnn, x, lengths)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert (b[1, 2:] == 0).all()
+    ga = torch.autograd.grad(a.pow(2).sum(), [x, *rnn.parameters()])
+    gb = torch.autograd.grad(b.pow(2).sum(), [x, *rnn.parameters()])
+    for u, v in zip(ga, gb, strict=True):
+        torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.contract
+@pytest.mark.parametrize("preset", ["lstm", "gru_attn"])
+def test_padded_tagger_equals_packed(preset):
+    """The knob changes how the RNNs run, not the parameters: one state dict serves both."""
+    torch.manual_seed(0)
+    kw = dict(data=toy_corpus(), char_features="lstm", char_emb_size=8, char_hidden_size=8)
+    packed = TaggingTask(tiny_model(preset, num_layers=2), **kw)
+    padded = TaggingTask(tiny_model(preset, num_layers=2), packed=False, **kw)
+    padded.network.load_state_dict(packed.network.state_dict())
+    batch = packed.collate([0, 1, 2])
+    packed.network.eval(), padded.network.eval()
+    (a, wa), (b, wb) = (t.network(batch.words, batch.lengths, batch.chars) for t in (packed, padded))
+    mask = batch.tags != TaggingTask.IGNORE
+    torch.testing.assert_close(a[mask], b[mask], atol=1e-5, rtol=1e-4)
+    if wa is not None:
+        torch.testing.assert_close(wa, wb, atol=1e-5, rtol=1e-4)
+    assert padded.evaluate("val") == pytest.approx(packed.evaluate("val"), abs=1e-4)

@@ -4,7 +4,7 @@ Sources: a TSV/CSV/JSONL table per split (the bundled SST-2 and IMDB files take 
 or a hub dataset. Every source ends as a ``LabelledCorpus``: token lists and string labels per
 split. Problems name the file and line: a missing column, an empty label, a file that does not
 parse. Empty texts are dropped and counted; texts longer than ``max_len`` tokens are truncated
-and counted, never an error.
+(``truncation``: keep the head, the tail, or half of each) and counted, never an error.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class LabelledCorpus:
     max_len: int
     label_order: list[str] | None  # the hub's ClassLabel names, if it has them
     fingerprint: str
+    truncation: str = "head"
 
     def tokenize(self, text: str) -> list[str]:
         return tokenize_text(text, self.tokenizer, self.lowercase, self.strip_html)
@@ -55,6 +56,22 @@ def tokenize_text(text: str, tokenizer: str, lowercase: bool, strip_html: bool) 
     if strip_html:
         text = _HTML_BREAK.sub(" ", text)
     return tokenizer_fn(tokenizer)(text.lower() if lowercase else text)
+
+
+def truncate(tokens: list[str], max_len: int, truncation: str = "head") -> list[str]:
+    """At most ``max_len`` tokens (0: all): the first ones (``head``), the last ones (``tail``), or
+    the first ``max_len // 2`` and the last ``max_len - max_len // 2`` (``head_tail``: a review's
+    opening and its verdict)."""
+    if not max_len or len(tokens) <= max_len:
+        return tokens
+    if truncation == "head":
+        return tokens[:max_len]
+    if truncation == "tail":
+        return tokens[-max_len:]
+    if truncation == "head_tail":
+        head = max_len // 2
+        return tokens[:head] + tokens[len(tokens) - (max_len - head):]
+    raise DataError(f"data.truncation={truncation!r}: must be head, tail or head_tail")
 
 
 def _read_table(split: str, path: str, fmt: str, text_col: str, label_col: str):
@@ -75,7 +92,7 @@ def _read_table(split: str, path: str, fmt: str, text_col: str, label_col: str):
 
 
 def _to_split(texts, labels, where, names, corpus_args, origin: str) -> LabelledSplit:
-    tok_kind, lower, strip_html, max_len = corpus_args
+    tok_kind, lower, strip_html, max_len, truncation = corpus_args
     out = LabelledSplit([], [], [])
     empty, truncated = [], 0
     for text, label, w in zip(texts, labels, where, strict=True):
@@ -86,14 +103,15 @@ def _to_split(texts, labels, where, names, corpus_args, origin: str) -> Labelled
             empty.append(w)
             continue
         if max_len and len(toks) > max_len:
-            toks, truncated = toks[:max_len], truncated + 1
+            toks, truncated = truncate(toks, max_len, truncation), truncated + 1
         out.tokens.append(toks)
         out.labels.append(names[int(label)] if names is not None else str(label).strip())
         out.where.append(w)
     if empty:
         log.warning("%s: dropped %d empty text(s) (first at %s)", origin, len(empty), empty[0])
     if truncated:
-        log.info("%s: truncated %d of %d texts to data.max_len=%d tokens", origin, truncated, len(out.tokens), max_len)
+        log.info("%s: truncated %d of %d texts to data.max_len=%d tokens (%s)", origin, truncated, len(out.tokens),
+                 max_len, truncation)
     if not out.tokens:
         raise DataError(f"{origin}: no non-empty texts")
     return out
@@ -128,11 +146,13 @@ def load_classification(
     lowercase: bool = False,
     strip_html: bool = False,
     max_len: int = 0,
+    truncation: str = "head",
 ) -> LabelledCorpus:
     """Read labelled texts (train, val, optional test) into a ``LabelledCorpus``."""
     fmt = getattr(format, "value", format)
     tok = getattr(tokenizer, "value", tokenizer)
-    args = (tok, lowercase, strip_html, max_len)
+    truncation = getattr(truncation, "value", truncation)
+    args = (tok, lowercase, strip_html, max_len, truncation)
     files = {"train": train or {}, "val": val or {}, "test": test or {}}
     splits: dict[str, LabelledSplit] = {}
     order = None
@@ -172,5 +192,8 @@ def load_classification(
         log.info("validation split: %d examples carved from train (seed %d)", len(splits["val"].tokens), split_seed)
     if "val" not in splits:
         raise DataError("data.val.path: no validation split given (or set data.val_fraction to carve one from train)")
-    key = f"{origin}|{text_column}|{label_column}|{args}|{val_fraction}|{split_seed}"
-    return LabelledCorpus(splits, tok, lowercase, strip_html, max_len, order, hashlib.sha1(key.encode()).hexdigest())
+    key = f"{origin}|{text_column}|{label_column}|{args[:4]}|{val_fraction}|{split_seed}"
+    if truncation != "head":  # the key of a head-truncated corpus stays what it was before this knob
+        key += f"|{truncation}"
+    return LabelledCorpus(splits, tok, lowercase, strip_html, max_len, order, hashlib.sha1(key.encode()).hexdigest(),
+                          truncation)

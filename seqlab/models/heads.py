@@ -40,6 +40,71 @@ def length_mask(lengths: torch.Tensor, S: int) -> torch.Tensor:
     return torch.arange(S, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """x: B x S x F -> each row's first ``lengths[b]`` steps reversed, padding left at the end.
+
+    Its own inverse."""
+    S = x.size(1)
+    pos = torch.arange(S, device=x.device)[None, :]  # 1 x S
+    n = lengths.to(x.device)[:, None]  # B x 1
+    idx = torch.where(pos < n, n - 1 - pos, pos)  # B x S
+    return x.gather(1, idx.unsqueeze(-1).expand_as(x))
+
+
+_RNN_FUNCTIONS = {"RNN": torch.rnn_tanh, "GRU": torch.gru, "LSTM": torch.lstm}
+
+
+def run_padded(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The same outputs as ``run_packed`` (B x S x H, zeros at padding), computed without packing.
+
+    Each layer and direction runs over the whole padded batch: forward states at real positions
+    never see the padding after them, and the backward direction reads each row reversed within
+    its length (``reverse_padded``), so its padding is at the end too. Padded input lets
+    ``nn.LSTM`` use oneDNN's fused CPU kernel instead of a loop over time steps (several times
+    faster on a CPU; see docs/text_tasks.md). The module's own weights are used, so checkpoints
+    are the same either way; dropout between layers is applied as ``nn.RNNBase`` does.
+    """
+    if rnn.proj_size or not rnn.batch_first or getattr(rnn, "nonlinearity", "tanh") != "tanh":
+        raise ValueError("run_padded: batch-first RNNs without projections (and tanh for nn.RNN) only")
+    fn = _RNN_FUNCTIONS[type(rnn).__name__]
+    B, S, _ = x.shape
+    H = rnn.hidden_size
+    lengths = lengths.to(x.device)
+    suffixes = ["", "_reverse"] if rnn.bidirectional else [""]
+    out = x
+    for layer in range(rnn.num_layers):
+        if layer:
+            out = nn.functional.dropout(out, rnn.dropout, rnn.training)
+        dirs = []
+        for suffix in suffixes:
+            names = [f"weight_ih_l{layer}{suffix}", f"weight_hh_l{layer}{suffix}"]
+            if rnn.bias:
+                names += [f"bias_ih_l{layer}{suffix}", f"bias_hh_l{layer}{suffix}"]
+            params = [getattr(rnn, n) for n in names]
+            inp = reverse_padded(out, lengths) if suffix else out
+            h0 = inp.new_zeros(1, B, H)
+            hx = (h0, h0) if fn is torch.lstm else h0
+            y = fn(inp, hx, params, rnn.bias, 1, 0.0, rnn.training, False, True)[0]  # B x S x H
+            dirs.append(reverse_padded(y, lengths) if suffix else y)
+        out = torch.cat(dirs, dim=-1) if len(dirs) > 1 else dirs[0]
+    return out.masked_fill(~length_mask(lengths, S).unsqueeze(-1), 0.0)
+
+
+def run_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, packed: bool = True) -> torch.Tensor:
+    """``run_packed`` or ``run_padded`` (same result at real positions)."""
+    return run_packed(rnn, x, lengths) if packed else run_padded(rnn, x, lengths)
+
+
+def final_states(memory: torch.Tensor, lengths: torch.Tensor, bidirectional: bool) -> torch.Tensor:
+    """memory: B x S x H top-layer outputs -> B x H: the forward direction at the last real token,
+    the backward direction at the first (what ``EncoderOutput.summary`` holds)."""
+    B, _, H = memory.shape
+    last = memory[torch.arange(B, device=memory.device), lengths.to(memory.device) - 1]  # B x H
+    if not bidirectional:
+        return last
+    return torch.cat([last[:, : H // 2], memory[:, 0, H // 2 :]], dim=-1)
+
+
 # ------------------------------------------------------------------------------ many-to-one
 class AttentionPooling(nn.Module):
     """A learned query attends over the encoder states: ``(context B x H, weights B x S)``."""
@@ -58,8 +123,10 @@ class AttentionPooling(nn.Module):
 class SequenceClassifier(nn.Module):
     """Text -> class logits. ``pooling``: final | max | mean | attention (see ``config.Pooling``)."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, num_classes: int, pad_id: int, pooling: str):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, num_classes: int, pad_id: int, pooling: str,
+                 packed: bool = True):
         super().__init__()
+        self.packed = packed  # False: run_padded (same result; oneDNN's fused LSTM on a CPU)
         self.encoder = RNNEncoder(cfg.cell, vocab_size, cfg.emb_size, cfg.hidden_size, cfg.num_layers,
                                   cfg.bidirectional, cfg.dropout, pad_id)
         if pooling == "attention" and _v(cfg.attention) == "none":
@@ -73,16 +140,24 @@ class SequenceClassifier(nn.Module):
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """src: B x S ids -> logits B x C, attention weights B x S (None unless attention pooling)."""
-        enc = self.encoder(src, lengths)
+        if self.packed:
+            enc = self.encoder(src, lengths)
+            memory, mask = enc.memory, enc.mask  # B x S x H, B x S
+        else:
+            e = self.encoder
+            memory = run_padded(e.rnn, e.dropout(e.embed(src)), lengths)  # B x S x H
+            mask = length_mask(lengths.to(src.device), src.size(1))
         weights = None
         if self.pooling == "attention":
-            vec, weights = self.pool(enc.memory, enc.mask)  # B x H, B x S
+            vec, weights = self.pool(memory, mask)  # B x H, B x S
         elif self.pooling == "max":
-            vec = enc.memory.masked_fill(~enc.mask.unsqueeze(-1), float("-inf")).max(dim=1).values
+            vec = memory.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values
         elif self.pooling == "mean":
-            vec = enc.memory.sum(1) / enc.mask.sum(1, keepdim=True).clamp(min=1)
-        else:
+            vec = memory.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        elif self.packed:
             vec = enc.summary  # B x H: last forward state and first backward state, top layer
+        else:
+            vec = final_states(memory, lengths, self.encoder.directions == 2)
         return self.out(self.dropout(vec)), weights
 
 
@@ -107,14 +182,17 @@ class CharCNN(nn.Module):
 class CharBiLSTM(nn.Module):
     """Characters of each word -> BiLSTM -> final states of both directions."""
 
-    def __init__(self, n_chars: int, emb_size: int, out_size: int):
+    def __init__(self, n_chars: int, emb_size: int, out_size: int, packed: bool = True):
         super().__init__()
         self.embed = nn.Embedding(n_chars, emb_size, padding_idx=0)
         self.rnn = nn.LSTM(emb_size, out_size // 2, batch_first=True, bidirectional=True)
-        self.out_size = 2 * (out_size // 2)
+        self.out_size, self.packed = 2 * (out_size // 2), packed
 
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        """chars: N x L ids (0 = padding) -> N x out_size."""
         lengths = (chars != 0).sum(1).clamp(min=1)
+        if not self.packed:
+            return final_states(run_padded(self.rnn, self.embed(chars), lengths), lengths, True)
         packed = pack_padded_sequence(self.embed(chars), lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, (h, _) = self.rnn(packed)  # 2 x N x out/2
         return torch.cat([h[0], h[1]], dim=-1)
@@ -124,12 +202,17 @@ class SequenceTagger(nn.Module):
     """Tokens (+ their characters) -> biRNN -> (attention over the sentence) -> tag logits."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, num_tags: int, pad_id: int,
-                 char_features: str = "none", n_chars: int = 0, char_emb_size: int = 32, char_hidden_size: int = 64):
+                 char_features: str = "none", n_chars: int = 0, char_emb_size: int = 32, char_hidden_size: int = 64,
+                 packed: bool = True):
         super().__init__()
+        self.packed = packed  # False: run_padded (same result; oneDNN's fused LSTM on a CPU)
         self.embed = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=pad_id)
-        self.chars = {"cnn": CharCNN, "lstm": CharBiLSTM}.get(char_features)
-        if self.chars is not None:
-            self.chars = self.chars(n_chars, char_emb_size, char_hidden_size)
+        if char_features == "cnn":
+            self.chars = CharCNN(n_chars, char_emb_size, char_hidden_size)
+        elif char_features == "lstm":
+            self.chars = CharBiLSTM(n_chars, char_emb_size, char_hidden_size, packed)
+        else:
+            self.chars = None
         in_size = cfg.emb_size + (self.chars.out_size if self.chars is not None else 0)
         directions = 2 if cfg.bidirectional else 1
         if cfg.hidden_size % directions:
@@ -150,7 +233,7 @@ class SequenceTagger(nn.Module):
         if self.chars is not None:
             feats = self.chars(chars.view(B * S, -1)).view(B, S, -1)  # B x S x F
             x = torch.cat([x, feats], dim=-1)
-        h = run_packed(self.rnn, self.dropout(x), lengths)  # B x S x H
+        h = run_rnn(self.rnn, self.dropout(x), lengths, self.packed)  # B x S x H
         weights = None
         if self.attention is not None:
             mask = length_mask(lengths.to(h.device), S)

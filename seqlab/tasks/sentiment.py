@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from seqlab.config import EmbeddingsConfig, ModelConfig
 from seqlab.data.batch import eval_batches, pad
-from seqlab.data.classification import LabelledCorpus, LabelledSplit, tokenize_text
+from seqlab.data.classification import LabelledCorpus, LabelledSplit, tokenize_text, truncate
 from seqlab.data.vocab import Vocab
 from seqlab.errors import DataError, SeqlabError
 from seqlab.metrics import accuracy, macro_f1
@@ -90,11 +90,14 @@ class SentimentTask(Task):
         vocab: dict | None = None,
         pooling: str = "auto",
         embeddings: EmbeddingsConfig | dict | None = None,
+        packed: bool = True,
+        word_dropout: float = 0.0,
         eval_batch_size: int = 128,
         num_samples: int = 3,
     ):
         self.name, self.monitor, self.monitor_mode = name, monitor, monitor_mode
         self.eval_batch_size, self.num_samples, self.model_cfg = eval_batch_size, num_samples, model
+        self.word_dropout = word_dropout
         if data is None and state is None:
             raise ValueError("SentimentTask needs data or a saved state")
         self.splits = data.splits if data is not None else {}
@@ -107,7 +110,8 @@ class SentimentTask(Task):
             self.vocab = Vocab.build(train.tokens, vocab.get("min_freq", 1), vocab.get("max_size", 50000))
             self.labels = data.label_order or sorted(set(train.labels), key=_label_sort_key)
             self.text_cfg = {"tokenizer": data.tokenizer, "lowercase": data.lowercase,
-                             "strip_html": data.strip_html, "max_len": data.max_len}
+                             "strip_html": data.strip_html, "max_len": data.max_len,
+                             "truncation": data.truncation}
             log.info("vocabulary: %d words; labels: %s", len(self.vocab), ", ".join(self.labels))
         for split, s in self.splits.items():
             if split != "train":
@@ -119,7 +123,8 @@ class SentimentTask(Task):
         self.pooling = pooling
         if model.hidden_size % (2 if model.bidirectional else 1):
             raise SeqlabError(f"model.hidden_size={model.hidden_size} must be even for a bidirectional encoder")
-        self.network = SequenceClassifier(model, len(self.vocab), len(self.labels), self.vocab.pad_id, pooling)
+        self.network = SequenceClassifier(model, len(self.vocab), len(self.labels), self.vocab.pad_id, pooling,
+                                          packed)
         if state is None:
             init_embeddings(self.network.encoder.embed, embeddings, self.vocab)
         self._encoded: dict[str, tuple[list[list[int]], list[int]]] = {}
@@ -144,7 +149,11 @@ class SentimentTask(Task):
 
     def collate(self, indices: Sequence[int]) -> ClassBatch:
         seqs, labels = self._train
-        return self._batch([seqs[i] for i in indices], [labels[i] for i in indices])
+        batch = self._batch([seqs[i] for i in indices], [labels[i] for i in indices])
+        if self.word_dropout > 0:  # training words -> <unk>, so that <unk> is a trained input
+            drop = (torch.rand(batch.src.shape) < self.word_dropout).to(batch.src.device)
+            batch.src = batch.src.masked_fill(drop & (batch.src != self.vocab.pad_id), self.vocab.unk_id)
+        return batch
 
     # ---------------------------------------------------------------------- training
     def training_step(self, batch: ClassBatch) -> StepOutput:
@@ -178,7 +187,7 @@ class SentimentTask(Task):
     def tokenize(self, text: str) -> list[str]:
         c = self.text_cfg
         toks = tokenize_text(text, c["tokenizer"], c["lowercase"], c["strip_html"])
-        return toks[: c["max_len"]] if c["max_len"] else toks
+        return truncate(toks, c["max_len"], c.get("truncation", "head"))  # older checkpoints: head
 
     @torch.no_grad()
     def classify_tokens(self, token_lists: Sequence[list[str]], batch_size: int = 0) -> list[Prediction]:
@@ -238,6 +247,7 @@ class SentimentTask(Task):
         return {
             "model": m.name, "cell": _v(m.cell), "attention": _v(m.attention), "pooling": self.pooling,
             "emb_size": m.emb_size, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
-            "bidirectional": m.bidirectional, "dropout": m.dropout,
+            "bidirectional": m.bidirectional, "dropout": m.dropout, "packed": self.network.packed,
+            "word_dropout": self.word_dropout,
             "params": sum(p.numel() for p in self.network.parameters()),
         }

@@ -64,6 +64,7 @@ class TaggingTask(Task):
         word_dropout: float = 0.0,
         lowercase_words: bool = False,
         embeddings: EmbeddingsConfig | dict | None = None,
+        packed: bool = True,
         eval_batch_size: int = 128,
         num_samples: int = 3,
     ):
@@ -97,7 +98,7 @@ class TaggingTask(Task):
                 raise DataError(f"data.{split}: tag(s) {', '.join(sorted(unseen))} never occur in training "
                                 f"(training tags: {' '.join(self.tags)})")
         self.network = SequenceTagger(model, len(self.vocab), len(self.tags), self.vocab.pad_id, self.char_features,
-                                      len(self.char_vocab), char_emb_size, char_hidden_size)
+                                      len(self.char_vocab), char_emb_size, char_hidden_size, packed)
         if state is None:
             init_embeddings(self.network.embed, embeddings, self.vocab)
         self._encoded: dict[str, list[tuple[list[int], list[list[int]], list[int]]]] = {}
@@ -227,6 +228,7 @@ class TaggingTask(Task):
         return {
             "model": m.name, "cell": _v(m.cell), "attention": _v(m.attention), "char_features": self.char_features,
             "emb_size": m.emb_size, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
-            "dropout": m.dropout, "word_dropout": self.word_dropout, "lowercase_words": self.lowercase_words, "tags": self.tag_column,
+            "dropout": m.dropout, "word_dropout": self.word_dropout, "lowercase_words": self.lowercase_words,
+            "packed": self.network.packed, "tags": self.tag_column,
             "params": sum(p.numel() for p in self.network.parameters()),
         }
