@@ -42,6 +42,7 @@ def build_scheduler(node: DictConfig, optimizer, total_steps: int, mode: str):
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     """Train one run into ``run_dir``; returns the final (and ``best/``) validation metrics."""
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     offline_defaults()
     set_threads(cfg.trainer.num_threads)
