@@ -20,6 +20,22 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, 
     return RNN_CLASSES[cell](input_size, hidden_size, num_layers, batch_first=True, **extra, **kw)
 
 
+def length_mask(lengths: torch.Tensor, S: int) -> torch.Tensor:
+    """B x S, True at real positions."""
+    return torch.arange(S, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """x: B x S x F -> each row's first ``lengths[b]`` steps reversed, padding left at the end.
+
+    Its own inverse."""
+    S = x.size(1)
+    pos = torch.arange(S, device=x.device)[None, :]  # 1 x S
+    n = lengths.to(x.device)[:, None]  # B x 1
+    idx = torch.where(pos < n, n - 1 - pos, pos)  # B x S
+    return x.gather(1, idx.unsqueeze(-1).expand_as(x))
+
+
 @dataclass
 class EncoderOutput:
     """memory: B x S x H states; mask: B x S (True = real token); final: per-layer final states
@@ -74,7 +90,7 @@ class RNNEncoder(nn.Module):
         """src: B x S ids, lengths: B."""
         B, S = src.shape
         emb = self.dropout(self.embed(src))  # B x S x E
-        mask = torch.arange(S, device=src.device)[None, :] < lengths.to(src.device)[:, None]
+        mask = length_mask(lengths.to(src.device), S)
         if self.fused and emb.device.type == "cpu":
             memory, final = masked_rnn(self.rnn, emb, lengths.to(src.device), mask)
         else:
@@ -123,8 +139,6 @@ def masked_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, mask: to
     cell = {"LSTM": "lstm", "GRU": "gru"}.get(rnn.mode, "rnn")
     B, S, _ = x.shape
     D, H, L = 2 if rnn.bidirectional else 1, rnn.hidden_size, rnn.num_layers
-    steps = torch.arange(S, device=x.device)
-    rev = torch.where(mask, lengths[:, None] - 1 - steps[None, :], steps[None, :])  # B x S, an involution
     keep = mask.t()[:, :, None, None]  # S x B x 1 x 1
     dev = x.device.type
     cdtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype  # matmuls
@@ -138,7 +152,7 @@ def masked_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, mask: to
             sfx = f"_l{layer}" + ("_reverse" if d else "")
             w_ih, b_ih = getattr(rnn, "weight_ih" + sfx), getattr(rnn, "bias_ih" + sfx)
             bh = getattr(rnn, "bias_hh" + sfx)
-            xd = x if d == 0 else x.gather(1, rev[:, :, None].expand_as(x))
+            xd = x if d == 0 else reverse_padded(x, lengths)
             gis.append(F.linear(xd, w_ih, b_ih if cell == "gru" else b_ih + bh))  # B x S x G
             w_hh.append(getattr(rnn, "weight_hh" + sfx))
             b_hh.append(bh)
@@ -160,7 +174,7 @@ def masked_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, mask: to
             outs.append(h_new * m)
         out = torch.stack(outs, dim=1)  # B x S x D x H
         if D == 2:  # the backward direction's outputs back to source order
-            back = out[:, :, 1].gather(1, rev[:, :, None].expand(-1, -1, H))
+            back = reverse_padded(out[:, :, 1], lengths)
             out = torch.stack([out[:, :, 0], back], dim=2)
         x = out.reshape(B, S, D * H)
         finals_h.append(h.transpose(0, 1))

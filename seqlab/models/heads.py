@@ -19,7 +19,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seqlab.config import ModelConfig
 from seqlab.errors import SeqlabError
 from seqlab.models.attention import Attention, build_attention
-from seqlab.models.encoders import RNNEncoder, make_rnn
+from seqlab.models.encoders import RNNEncoder, length_mask, make_rnn, reverse_padded
 from seqlab.models.seq2seq import init_uniform
 
 
@@ -33,22 +33,6 @@ def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch
     out, _ = rnn(packed)
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
     return out
-
-
-def length_mask(lengths: torch.Tensor, S: int) -> torch.Tensor:
-    """B x S, True at real positions."""
-    return torch.arange(S, device=lengths.device)[None, :] < lengths[:, None]
-
-
-def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """x: B x S x F -> each row's first ``lengths[b]`` steps reversed, padding left at the end.
-
-    Its own inverse."""
-    S = x.size(1)
-    pos = torch.arange(S, device=x.device)[None, :]  # 1 x S
-    n = lengths.to(x.device)[:, None]  # B x 1
-    idx = torch.where(pos < n, n - 1 - pos, pos)  # B x S
-    return x.gather(1, idx.unsqueeze(-1).expand_as(x))
 
 
 _RNN_FUNCTIONS = {"RNN": torch.rnn_tanh, "GRU": torch.gru, "LSTM": torch.lstm}

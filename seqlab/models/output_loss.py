@@ -32,34 +32,44 @@ def _chunk_losses(logits: torch.Tensor, target: torch.Tensor, smoothing: float):
     return loss, nll, lse
 
 
-class _LinearCrossEntropy(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, w, b, target, smoothing, dtype):
-        acc = torch.promote_types(x.dtype, torch.float32)  # softmax and sums: fp32 (or fp64 for fp64 input)
-        xc, wc = x.to(dtype), w.to(dtype)
-        bc = b.to(dtype) if b is not None else None
-        V = w.size(0)
+def _fused(x, w, b, target, smoothing: float, dtype: torch.dtype, with_grad: bool):
+    """The chunked pass: (loss_sum, nll_sum, (gx, gw, gb) or None). Matmuls in ``dtype``; softmax and
+    sums in fp32 (fp64 for fp64 input)."""
+    acc = torch.promote_types(x.dtype, torch.float32)
+    xc, wc = x.to(dtype), w.to(dtype)
+    bc = b.to(dtype) if b is not None else None
+    V = w.size(0)
+    loss_sum = x.new_zeros((), dtype=acc)
+    nll_sum = x.new_zeros((), dtype=acc)
+    if with_grad:
         gx = torch.empty_like(xc)
         gw = torch.zeros(w.shape, dtype=acc, device=w.device)
         gb = torch.zeros(V, dtype=acc, device=w.device) if b is not None else None
-        loss_sum = x.new_zeros((), dtype=acc)
-        nll_sum = x.new_zeros((), dtype=acc)
-        for lo in range(0, x.size(0), CHUNK_ROWS):
-            xs, ts = xc[lo : lo + CHUNK_ROWS], target[lo : lo + CHUNK_ROWS]
-            logits = F.linear(xs, wc, bc).to(acc)
-            loss, nll, lse = _chunk_losses(logits, ts, smoothing)
-            loss_sum += loss.sum()
-            nll_sum += nll.sum()
-            # d loss / d logits = softmax - ((1 - eps) * onehot + eps / V), computed in place
-            g = logits.sub_(lse[:, None]).exp_()
-            if smoothing:
-                g.sub_(smoothing / V)
-            g.scatter_add_(1, ts[:, None], g.new_full((ts.size(0), 1), -(1 - smoothing)))
-            gc = g.to(dtype)
-            gx[lo : lo + CHUNK_ROWS] = gc.mm(wc)
-            gw += gc.t().mm(xs).to(acc)
-            if gb is not None:
-                gb += g.sum(0)
+    for lo in range(0, x.size(0), CHUNK_ROWS):
+        xs, ts = xc[lo : lo + CHUNK_ROWS], target[lo : lo + CHUNK_ROWS]
+        logits = F.linear(xs, wc, bc).to(acc)
+        loss, nll, lse = _chunk_losses(logits, ts, smoothing)
+        loss_sum += loss.sum()
+        nll_sum += nll.sum()
+        if not with_grad:
+            continue
+        # d loss / d logits = softmax - ((1 - eps) * onehot + eps / V), computed in place
+        g = logits.sub_(lse[:, None]).exp_()
+        if smoothing:
+            g.sub_(smoothing / V)
+        g.scatter_add_(1, ts[:, None], g.new_full((ts.size(0), 1), -(1 - smoothing)))
+        gc = g.to(dtype)
+        gx[lo : lo + CHUNK_ROWS] = gc.mm(wc)
+        gw += gc.t().mm(xs).to(acc)
+        if gb is not None:
+            gb += g.sum(0)
+    return loss_sum, nll_sum, ((gx, gw, gb) if with_grad else None)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b, target, smoothing, dtype):
+        loss_sum, nll_sum, (gx, gw, gb) = _fused(x, w, b, target, smoothing, dtype, with_grad=True)
         ctx.save_for_backward(gx, gw, gb if gb is not None else gw.new_empty(0))
         ctx.has_bias = b is not None
         ctx.dtypes = (x.dtype, w.dtype)
@@ -97,13 +107,7 @@ def linear_cross_entropy(
         t is not None and t.requires_grad for t in (x, weight, bias)
     )
     if not needs_grad:
-        acc = torch.promote_types(x.dtype, torch.float32)
-        loss_sum = nll_sum = x.new_zeros((), dtype=acc)
-        wc, bc = weight.to(dtype), (bias.to(dtype) if bias is not None else None)
-        for lo in range(0, x.size(0), CHUNK_ROWS):
-            logits = F.linear(x[lo : lo + CHUNK_ROWS].to(dtype), wc, bc).to(acc)
-            loss, nll, _ = _chunk_losses(logits, target[lo : lo + CHUNK_ROWS], label_smoothing)
-            loss_sum, nll_sum = loss_sum + loss.sum(), nll_sum + nll.sum()
+        loss_sum, nll_sum, _ = _fused(x, weight, bias, target, float(label_smoothing), dtype, with_grad=False)
         return loss_sum, nll_sum, n
     with torch.autocast(x.device.type, enabled=False):
         loss_sum, nll_sum = _LinearCrossEntropy.apply(x, weight, bias, target, float(label_smoothing), dtype)
