@@ -471,6 +471,7 @@ class CharDataConfig:
 class EmbeddingsConfig:
     path: str | None = None  # GloVe / word2vec *text* file (word v1 v2 ...); dims = model.emb_size
     freeze: bool = False
+    extend_vocab: bool = False  # every word of the file gets a row, also those never seen in training
 
 
 @dataclass
@@ -502,6 +503,7 @@ class TaggingTaskConfig:
     char_hidden_size: int = 64  # CNN filters, or BiLSTM size over both directions
     max_word_len: int = 24  # characters seen by the char features (longer words cut)
     word_dropout: float = 0.0  # training tokens replaced by <unk> (teaches the unknown-word path)
+    word_dropout_alpha: float = 0.0  # and a word seen c times in training with probability alpha/(alpha+c)
     lowercase_words: bool = False  # word embeddings for lower-cased forms (characters keep the case)
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
     packed: bool = True  # false: the RNNs run over the padded batch (same result; faster LSTM on a CPU)

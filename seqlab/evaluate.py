@@ -1,4 +1,10 @@
-"""``seqlab eval``: metrics of a checkpoint on a split, with the decoding you choose."""
+"""``seqlab eval``: metrics of a checkpoint on a split, with the decoding you choose.
+
+``ckpt_path=[a.pt,b.pt,...]`` evaluates an ensemble (sentiment and tagging): the members' class or
+per-token tag probabilities are averaged. The members must share their task, vocabularies and labels
+(the same data, e.g. a seed sweep ``seqlab train -m experiment=sst2 seed=1,2,3``); the data and the
+settings that are not the network's come from the first checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +18,11 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from seqlab.config import ASSETS, ModelConfig
+from seqlab.errors import CheckpointError, ConfigError
+from seqlab.models.heads import ProbabilityAverage
 from seqlab.runtime import CONF_DIR, offline_defaults, user_errors
 from seqlab.tasks.base import Task
 from seqlab.training import checkpoint as ckpt_io
@@ -47,18 +55,60 @@ def restore_task(ckpt: dict[str, Any], with_data: bool, device: str = "auto", pa
     return task, run_cfg
 
 
+def checkpoint_paths(spec: Any) -> list[str]:
+    """``ckpt_path``: one path, or a list of paths (an ensemble)."""
+    if isinstance(spec, list | tuple | ListConfig):
+        paths = [str(p) for p in spec]
+        if not paths:
+            raise ConfigError("ckpt_path=[]: name at least one checkpoint")
+        return paths
+    return [str(spec)]
+
+
+def make_ensemble(tasks: list[Task], paths: list[str]) -> Task:
+    """The first task, its network replaced by the average of all the tasks' networks."""
+    first = tasks[0]
+    if not hasattr(first, "ensemble_signature"):
+        raise ConfigError(f"ckpt_path: a list of checkpoints (an ensemble) works for sentiment and tagging "
+                          f"checkpoints; {paths[0]} is a {first.name} checkpoint")
+    ref = first.ensemble_signature()
+    for task, path in zip(tasks[1:], paths[1:], strict=True):
+        if task.name != first.name or not hasattr(task, "ensemble_signature"):
+            raise CheckpointError(f"{path}: a {task.name} checkpoint, but {paths[0]} is a {first.name} "
+                                  "checkpoint: an ensemble's members must share their task")
+        sig = task.ensemble_signature()
+        differ = [k for k in ref if sig.get(k) != ref[k]]
+        if differ:
+            raise CheckpointError(f"{path}: its {', '.join(differ)} differ from those of {paths[0]}: an "
+                                  "ensemble's members must be trained on the same data with the same "
+                                  "vocabulary settings (a seed sweep of one preset, say)")
+    first.network = ProbabilityAverage([t.network for t in tasks])
+    first.network.eval()
+    return first
+
+
+def restore(spec: Any, with_data: bool, device: str = "auto") -> tuple[Task, list[str], list[dict[str, Any]]]:
+    """The task of checkpoint ``spec``, or of the ensemble of a list of checkpoints; their paths and
+    the loaded checkpoints."""
+    paths = checkpoint_paths(spec)
+    ckpts = [ckpt_io.load(p) for p in paths]
+    tasks = [restore_task(c, with_data=with_data and k == 0, device=device, path=p)[0]
+             for k, (c, p) in enumerate(zip(ckpts, paths, strict=True))]
+    return (make_ensemble(tasks, paths) if len(tasks) > 1 else tasks[0]), paths, ckpts
+
+
 def evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
-    """Evaluate ``cfg.ckpt_path`` on ``cfg.split``; writes metrics.json (and hypotheses) to run_dir."""
+    """Evaluate ``cfg.ckpt_path`` (one checkpoint or a list: an ensemble) on ``cfg.split``; writes
+    metrics.json (and hypotheses) to run_dir."""
     offline_defaults()
     run_dir = Path(run_dir)
-    ckpt = ckpt_io.load(cfg.ckpt_path)
-    task, _ = restore_task(ckpt, with_data=True, device=cfg.device, path=cfg.ckpt_path)
+    task, paths, ckpts = restore(cfg.ckpt_path, with_data=True, device=cfg.device)
     decode = OmegaConf.to_container(cfg.decode, resolve=True)
     with torch.inference_mode(), precision_context(cfg.precision, resolve_device(cfg.device)):
         metrics = task.evaluate(cfg.split, decode=decode)
     result = {
-        "checkpoint": str(cfg.ckpt_path),
-        "step": ckpt.get("step"),
+        "checkpoint": paths[0] if len(paths) == 1 else paths,
+        "step": ckpts[0].get("step") if len(paths) == 1 else [c.get("step") for c in ckpts],
         "split": cfg.split,
         "decode": decode,
         "precision": cfg.precision,

@@ -10,9 +10,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seqlab.errors import DataError
-from seqlab.evaluate import restore_task
+from seqlab.evaluate import restore
 from seqlab.runtime import CONF_DIR, offline_defaults, user_errors
-from seqlab.training import checkpoint as ckpt_io
 from seqlab.training.trainer import precision_context, resolve_device
 
 
@@ -36,8 +35,7 @@ def read_inputs(spec: str) -> list[str]:
 def predict(cfg: DictConfig) -> list[str]:
     """Print one output per input line; with ``attention_dir``, write attention PNGs there."""
     offline_defaults()
-    ckpt = ckpt_io.load(cfg.ckpt_path)
-    task, _ = restore_task(ckpt, with_data=False, device=cfg.device, path=cfg.ckpt_path)
+    task, _, _ = restore(cfg.ckpt_path, with_data=False, device=cfg.device)  # a list: an ensemble
     inputs = task.read_inputs(str(cfg.input))
     decode = OmegaConf.to_container(cfg.decode, resolve=True)
     with torch.inference_mode(), precision_context(cfg.precision, resolve_device(cfg.device)):

@@ -108,6 +108,11 @@ def test_pretrained_vectors_initialise_embeddings(tmp_path):
     task = SentimentTask(tiny_model("lstm"), data=toy_corpus(), embeddings={"path": str(vec), "freeze": False})
     row = task.network.encoder.embed.weight[task.vocab.stoi["good"]]
     assert torch.allclose(row, torch.full((12,), 0.5))
+    assert "zzz" not in task.vocab.stoi
+    extended = SentimentTask(tiny_model("lstm"), data=toy_corpus(), embeddings={"path": str(vec), "extend_vocab": True})
+    assert extended.vocab.itos[: len(task.vocab)] == task.vocab.itos  # training words keep their ids
+    row = extended.network.encoder.embed.weight[extended.vocab.stoi["zzz"]]
+    assert torch.allclose(row, torch.ones(12))  # a word never seen in training keeps its vector
     bad = tmp_path / "bad.txt"
     bad.write_text("good 0.1 0.2\n")
     with pytest.raises(DataError, match=r"bad\.txt:1: 2 numbers.*model\.emb_size"):
@@ -229,3 +234,41 @@ def test_word_dropout_replaces_training_words_only():
     assert (batch.src[~real] == task.vocab.pad_id).all()  # padding stays padding
     seqs, _ = task._encode("val")
     assert task.vocab.unk_id not in {i for s in seqs for i in s}  # evaluation reads the words as they are
+
+
+@pytest.mark.smoke
+def test_ensemble_eval_and_predict_average_probabilities(compose_cfg, tmp_path):
+    """``seqlab eval ckpt_path=[a,b]`` (a seed sweep's checkpoints): the class probabilities of the
+    members averaged, in eval and predict; a checkpoint of another task is refused by name."""
+    from seqlab.errors import CheckpointError
+    from seqlab.evaluate import evaluate, restore
+    from seqlab.predict import predict
+
+    paths = []
+    for seed in (1, 2):
+        run = tmp_path / f"seed{seed}"
+        run.mkdir()
+        train(compose_cfg(["task=sentiment", "model=gru", "trainer=debug", "trainer.progress_bar=false",
+                           f"seed={seed}", *TINY]), run)
+        paths.append(str(run / "checkpoints" / "best.pt"))
+    members = [restore(p, with_data=False)[0] for p in paths]
+    ensemble, _, _ = restore(paths, with_data=False)
+    text = [["a", "gripping", ",", "funny", "film"]]
+    probs = [m.classify_tokens(text)[0] for m in members]
+    p1 = [p.prob if p.label == "1" else 1 - p.prob for p in probs]
+    e = ensemble.classify_tokens(text)[0]
+    assert (e.prob if e.label == "1" else 1 - e.prob) == pytest.approx(sum(p1) / 2, abs=1e-5)
+    listed = "[" + ",".join(paths) + "]"
+    metrics = evaluate(compose_cfg([f"ckpt_path={listed}"], config_name="eval"), tmp_path / "eval")
+    assert 0 <= metrics["val/acc"] <= 100
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["checkpoint"] == paths and len(saved["step"]) == 2
+    [line] = predict(compose_cfg([f"ckpt_path={listed}", "input='a gripping , funny film'"], config_name="predict"))
+    assert float(line.split("\t")[1]) == pytest.approx(e.prob, abs=1e-3)
+    tagger = tmp_path / "tagger"
+    tagger.mkdir()
+    train(compose_cfg(["task=tagging", "model=gru", "trainer=debug", "trainer.progress_bar=false",
+                       "task.char_features=none", *TINY]), tagger)
+    with pytest.raises(CheckpointError, match=r"tagger/checkpoints/best\.pt: a tagging checkpoint, but .*seed1/"
+                                              r"checkpoints/best\.pt is a sentiment checkpoint"):
+        restore([paths[0], str(tagger / "checkpoints" / "best.pt")], with_data=False)

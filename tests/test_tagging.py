@@ -89,7 +89,7 @@ def test_contract_every_preset(preset, chars):
     task = TaggingTask(tiny_model(preset, num_layers=2), data=toy_corpus(), char_features=chars,
                        char_emb_size=8, char_hidden_size=8, word_dropout=0.2, lowercase_words=chars == "cnn")
     batch = task.collate([0, 1, 2])
-    logits, weights = task.network(batch.words, batch.lengths, batch.chars)
+    logits, weights = task.network(batch.words, batch.lengths, batch.chars, batch.char_index)
     assert logits.shape == (3, 5, len(task.tags))
     if preset.endswith("_attn"):
         assert weights.shape == (3, 5, 5)
@@ -178,9 +178,109 @@ def test_padded_tagger_equals_packed(preset):
     padded.network.load_state_dict(packed.network.state_dict())
     batch = packed.collate([0, 1, 2])
     packed.network.eval(), padded.network.eval()
-    (a, wa), (b, wb) = (t.network(batch.words, batch.lengths, batch.chars) for t in (packed, padded))
+    (a, wa), (b, wb) = (t.network(batch.words, batch.lengths, batch.chars, batch.char_index) for t in (packed, padded))
     mask = batch.tags != TaggingTask.IGNORE
     torch.testing.assert_close(a[mask], b[mask], atol=1e-5, rtol=1e-4)
     if wa is not None:
         torch.testing.assert_close(wa, wb, atol=1e-5, rtol=1e-4)
     assert padded.evaluate("val") == pytest.approx(packed.evaluate("val"), abs=1e-4)
+
+
+@pytest.mark.contract
+@pytest.mark.parametrize("chars,packed", [("cnn", True), ("lstm", True), ("lstm", False)])
+def test_distinct_word_char_features_equal_per_position(chars, packed):
+    """Character features computed once per distinct word of the batch (gathered back with
+    ``char_index``), and the padded char BiLSTM run in length-sorted slices, give the outputs and
+    gradients of one B x S x L character tensor."""
+    torch.manual_seed(0)
+    task = TaggingTask(tiny_model("lstm"), data=toy_corpus(), char_features=chars, char_emb_size=8,
+                       char_hidden_size=8, packed=packed)
+    task.network.eval()
+    batch = task.collate([0, 1, 2])
+    U = batch.chars.size(0)
+    assert U < int(batch.lengths.sum()) and (batch.chars != 0).sum(1).tolist() == sorted(
+        (batch.chars != 0).sum(1).tolist(), reverse=True)  # 'sat' and '.' twice; longest first
+    per_pos = batch.chars[batch.char_index]  # B x S x L
+    a, _ = task.network(batch.words, batch.lengths, batch.chars, batch.char_index)
+    b, _ = task.network(batch.words, batch.lengths, per_pos)
+    mask = batch.tags != TaggingTask.IGNORE
+    torch.testing.assert_close(a[mask], b[mask], atol=1e-5, rtol=1e-4)
+    params = list(task.network.chars.parameters())
+    ga = torch.autograd.grad(a[mask].pow(2).sum(), params)
+    gb = torch.autograd.grad(b[mask].pow(2).sum(), params)
+    for u, v in zip(ga, gb, strict=True):
+        torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.unit
+def test_frequency_word_dropout():
+    """task.word_dropout_alpha: a training word seen c times becomes <unk> with chance alpha/(alpha+c)
+    (plus task.word_dropout); never padding, never at evaluation."""
+    task = TaggingTask(tiny_model("lstm"), data=toy_corpus(), char_features="none", word_dropout_alpha=0.25)
+    p = task._drop_p
+    v = task.vocab
+    assert p[v.stoi["sat"]] == pytest.approx(0.25 / 2.25) and p[v.stoi["Dogs"]] == pytest.approx(0.2)
+    assert p[v.pad_id] == 0 and p[v.unk_id] == 0
+    both = TaggingTask(tiny_model("lstm"), data=toy_corpus(), char_features="none", word_dropout=0.1,
+                       word_dropout_alpha=0.25)
+    assert both._drop_p[v.stoi["sat"]] == pytest.approx(0.1 + 0.25 / 2.25)
+    torch.manual_seed(0)
+    always = TaggingTask(tiny_model("lstm"), data=toy_corpus(), char_features="lstm", char_emb_size=8,
+                         char_hidden_size=8, word_dropout_alpha=1e9)
+    batch = always.collate([0, 1, 2])
+    assert ((batch.words == v.unk_id) == (batch.tags != TaggingTask.IGNORE)).all()  # every word, no padding
+    assert (batch.chars != 0).any()  # the characters still see the word
+    evaluated = always._batch([always._train[i] for i in (0, 1, 2)])
+    assert not (evaluated.words == v.unk_id).any()
+    from seqlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"task\.word_dropout_alpha=-1"):
+        TaggingTask(tiny_model("lstm"), data=toy_corpus(), word_dropout_alpha=-1)
+
+
+def _saved(task: TaggingTask, path, seed: int):
+    """A checkpoint of ``task`` with its weights re-drawn from ``seed`` (what a seed sweep leaves)."""
+    from omegaconf import OmegaConf
+
+    from seqlab.config import TaggingTaskConfig
+
+    torch.manual_seed(seed)
+    for p in task.network.parameters():
+        torch.nn.init.uniform_(p, -0.3, 0.3)
+    plain = lambda c: OmegaConf.to_container(OmegaConf.structured(c), enum_to_str=True)  # noqa: E731
+    cfg = {"model": plain(task.model_cfg),
+           "task": plain(TaggingTaskConfig(char_features="lstm", char_emb_size=8, char_hidden_size=8)),
+           "data": {"_target_": "seqlab.data.conllu.TaggedCorpus"}}
+    ckpt_io.atomic_save({"format": ckpt_io.FORMAT, "version": ckpt_io.VERSION, "model": task.network.state_dict(),
+                         "config": cfg, "task": task.state()}, path)
+    return str(path)
+
+
+@pytest.mark.unit
+def test_ensemble_averages_tag_probabilities(tmp_path):
+    """ckpt_path=[a,b]: the per-token tag probabilities of the members, averaged; members that do not
+    share the vocabulary are refused with the file named."""
+    from seqlab.errors import CheckpointError
+    from seqlab.evaluate import make_ensemble, restore
+
+    kw = dict(char_features="lstm", char_emb_size=8, char_hidden_size=8)
+    paths = [_saved(TaggingTask(tiny_model("lstm"), data=toy_corpus(), **kw), tmp_path / f"m{s}.pt", s)
+             for s in (1, 2)]
+    members = [restore(p, with_data=False)[0] for p in paths]
+    ensemble, got_paths, _ = restore(paths, with_data=False)
+    assert got_paths == paths
+    items = [members[0]._encode_words(s) + ([0] * len(s),) for s in (["The", "dog", "sat"], ["Dogs", "bark"])]
+    batch = members[0]._batch(items)
+    probs = [m.network(batch.words, batch.lengths, batch.chars, batch.char_index)[0].softmax(-1) for m in members]
+    logp, _ = ensemble.network(batch.words, batch.lengths, batch.chars, batch.char_index)
+    torch.testing.assert_close(logp.exp(), (probs[0] + probs[1]) / 2, atol=1e-6, rtol=1e-5)
+    assert ensemble.predict(["The dog sat"])[0].count("/") == 3
+    other = toy_corpus()
+    other.splits["train"] = TaggedSplit([["Birds", "sing"]], [["NOUN", "VERB"]])
+    other.splits["val"] = other.splits["train"]
+    odd = _saved(TaggingTask(tiny_model("lstm"), data=other, **kw), tmp_path / "odd.pt", 3)
+    with pytest.raises(CheckpointError, match=r"odd\.pt: its vocabulary, character vocabulary, tags differ from "
+                                              r"those of .*m1\.pt"):
+        restore([paths[0], odd], with_data=False)
+    with pytest.raises(CheckpointError, match="odd.pt: a sentiment checkpoint"):
+        make_ensemble([members[0], type("T", (), {"name": "sentiment"})()], [paths[0], "odd.pt"])

@@ -14,6 +14,22 @@ from seqlab.errors import DataError
 log = logging.getLogger(__name__)
 
 
+def vector_words(path: str, key: str = "task.embeddings.path") -> list[str]:
+    """The words of a vectors file, in file order (a word2vec header line is skipped)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{key}: no vectors file at {p}")
+    opener = gzip.open if p.suffix == ".gz" else open
+    words = []
+    with opener(p, "rt", encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, start=1):
+            parts = line.split(" ", 2)
+            if n == 1 and len(parts) == 2 and all(x.strip().isdigit() for x in parts):
+                continue
+            words.append(parts[0])
+    return words
+
+
 def load_vectors(path: str, vocab: Vocab, dim: int, key: str = "task.embeddings.path") -> tuple[torch.Tensor, list[int]]:
     """``len(vocab) x dim`` rows for the vocabulary words found in the file, and their ids.
 

@@ -4,12 +4,15 @@
   final hidden state of both directions, or (``*_attn`` models) attention with a learned query.
 - ``SequenceTagger``: word embedding (+ character features of each word) -> biRNN -> a label per
   token; ``*_attn`` models also attend over the sentence at each position.
+- ``ProbabilityAverage``: several such networks as one (an ensemble): the mean of their class
+  (or per-token tag) probabilities.
 - ``CharLM``: embedding -> unidirectional RNN whose state is carried between chunks -> next
   character; ``*_attn`` models attend over the previous ``window`` states (carried too).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -164,19 +167,30 @@ class CharCNN(nn.Module):
 
 
 class CharBiLSTM(nn.Module):
-    """Characters of each word -> BiLSTM -> final states of both directions."""
+    """Characters of each word -> BiLSTM -> final states of both directions.
 
-    def __init__(self, n_chars: int, emb_size: int, out_size: int, packed: bool = True):
+    Padded (``packed=False``), the words are sorted by length and run in ``groups`` slices, each
+    trimmed to its longest word: most words are short, so this reads far fewer padding steps than
+    one N x L batch (the final states are the same).
+    """
+
+    def __init__(self, n_chars: int, emb_size: int, out_size: int, packed: bool = True, groups: int = 4):
         super().__init__()
         self.embed = nn.Embedding(n_chars, emb_size, padding_idx=0)
         self.rnn = nn.LSTM(emb_size, out_size // 2, batch_first=True, bidirectional=True)
-        self.out_size, self.packed = 2 * (out_size // 2), packed
+        self.out_size, self.packed, self.groups = 2 * (out_size // 2), packed, groups
 
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
         """chars: N x L ids (0 = padding) -> N x out_size."""
         lengths = (chars != 0).sum(1).clamp(min=1)
         if not self.packed:
-            return final_states(run_padded(self.rnn, self.embed(chars), lengths), lengths, True)
+            order = lengths.argsort(descending=True)
+            out = []
+            for rows in order.tensor_split(min(self.groups, len(order))):  # longest slice first
+                n = lengths[rows]
+                x = self.embed(chars[rows, : int(n[0])])  # n x L' x E
+                out.append(final_states(run_padded(self.rnn, x, n), n, True))
+            return torch.cat(out).index_select(0, order.argsort())  # back to the input order
         packed = pack_padded_sequence(self.embed(chars), lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, (h, _) = self.rnn(packed)  # 2 x N x out/2
         return torch.cat([h[0], h[1]], dim=-1)
@@ -210,12 +224,20 @@ class SequenceTagger(nn.Module):
         self.out = nn.Linear(H, num_tags)
         init_uniform(self, cfg.init_range)
 
-    def forward(self, words: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None):
-        """words: B x S ids, lengths: B, chars: B x S x L ids -> logits B x S x T, weights B x S x S."""
+    def forward(self, words: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None,
+                char_index: torch.Tensor | None = None):
+        """words: B x S ids, lengths: B -> logits B x S x T, attention weights B x S x S (or None).
+
+        chars: B x S x L character ids per position, or U x L for U distinct words with
+        ``char_index`` (B x S) naming each position's row (each distinct word's features once).
+        """
         B, S = words.shape
         x = self.embed(words)  # B x S x E
         if self.chars is not None:
-            feats = self.chars(chars.view(B * S, -1)).view(B, S, -1)  # B x S x F
+            if char_index is None:
+                feats = self.chars(chars.view(B * S, -1)).view(B, S, -1)  # B x S x F
+            else:
+                feats = self.chars(chars)[char_index]  # U x F -> B x S x F
             x = torch.cat([x, feats], dim=-1)
         h = run_rnn(self.rnn, self.dropout(x), lengths, self.packed)  # B x S x H
         weights = None
@@ -224,6 +246,26 @@ class SequenceTagger(nn.Module):
             ctx, weights = self.attention(h, self.attention.project_keys(h), h, mask)  # B x S x H, B x S x S
             h = torch.tanh(self.combine(torch.cat([h, ctx], dim=-1)))
         return self.out(self.dropout(h)), weights
+
+
+# ------------------------------------------------------------------------------- ensembles
+class ProbabilityAverage(nn.Module):
+    """An ensemble of classifiers or taggers that take the same inputs: ``(log p, weights)`` where
+    ``p`` is the mean of the members' softmax over the last dimension and ``weights`` are the first
+    member's attention weights. ``log p`` stands in for logits: its softmax is ``p`` itself, so
+    argmax, cross-entropy and the printed probabilities all read the averaged distribution."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        if not members:
+            raise ValueError("ProbabilityAverage needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.packed = getattr(members[0], "packed", True)
+
+    def forward(self, *inputs: torch.Tensor | None):
+        outs = [m(*inputs) for m in self.members]
+        logp = torch.stack([logits.float().log_softmax(-1) for logits, _ in outs])  # K x ... x C
+        return logp.logsumexp(0) - math.log(len(outs)), outs[0][1]
 
 
 # ----------------------------------------------------------------------- character LM

@@ -47,6 +47,21 @@ def check_labels(split: str, data: LabelledSplit, known: Sequence[str]) -> None:
             )
 
 
+def with_vector_words(vocab: Vocab, spec: EmbeddingsConfig | dict | None, lowercase: bool = False) -> Vocab:
+    """``vocab`` plus the words of the vectors file (``task.embeddings.extend_vocab``): words never
+    seen in training then keep their pretrained vectors instead of all becoming ``<unk>``."""
+    spec = EmbeddingsConfig(**spec) if isinstance(spec, dict) else spec
+    if spec is None or not spec.path or not spec.extend_vocab:
+        return vocab
+    from seqlab.data.vectors import vector_words
+
+    extra = dict.fromkeys(w.lower() if lowercase else w for w in vector_words(spec.path))
+    added = [w for w in extra if w not in vocab.stoi]
+    log.info("task.embeddings.extend_vocab: %d words of %s added to the %d of training", len(added), spec.path,
+             len(vocab))
+    return Vocab([*vocab.itos, *added])
+
+
 def init_embeddings(embedding: torch.nn.Embedding, spec: EmbeddingsConfig | dict | None, vocab: Vocab) -> None:
     """Copy pretrained vectors (task.embeddings.path) into the rows of the words they cover."""
     spec = EmbeddingsConfig(**spec) if isinstance(spec, dict) else spec
@@ -108,6 +123,7 @@ class SentimentTask(Task):
             vocab = vocab or {}
             train = self.splits["train"]
             self.vocab = Vocab.build(train.tokens, vocab.get("min_freq", 1), vocab.get("max_size", 50000))
+            self.vocab = with_vector_words(self.vocab, embeddings)
             self.labels = data.label_order or sorted(set(train.labels), key=_label_sort_key)
             self.text_cfg = {"tokenizer": data.tokenizer, "lowercase": data.lowercase,
                              "strip_html": data.strip_html, "max_len": data.max_len,
@@ -241,6 +257,11 @@ class SentimentTask(Task):
     # --------------------------------------------------------------------- persistence
     def state(self) -> dict[str, Any]:
         return {"vocab": self.vocab.to_list(), "labels": list(self.labels), "text": dict(self.text_cfg)}
+
+    def ensemble_signature(self) -> dict[str, Any]:
+        """What checkpoints averaged as an ensemble must share (they see the same input tensors)."""
+        return {"vocabulary": self.vocab.to_list(), "labels": list(self.labels),
+                "text processing (tokenizer, lower-casing, truncation)": dict(self.text_cfg)}
 
     def hparams(self) -> dict[str, Any]:
         m = self.model_cfg

@@ -8,6 +8,7 @@ also attend over the whole sentence at each position. ``seqlab predict`` prints 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +22,11 @@ from seqlab.data.batch import eval_batches, pad
 from seqlab.data.conllu import TaggedCorpus
 from seqlab.data.text import tokenizer_fn
 from seqlab.data.vocab import Vocab
-from seqlab.errors import DataError
+from seqlab.errors import ConfigError, DataError
 from seqlab.metrics import accuracy, macro_f1
 from seqlab.models.heads import SequenceTagger
 from seqlab.tasks.base import StepOutput, Task
-from seqlab.tasks.sentiment import init_embeddings
+from seqlab.tasks.sentiment import init_embeddings, with_vector_words
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,9 @@ def _v(x: Any) -> Any:
 class TagBatch:
     words: torch.Tensor  # B x S
     lengths: torch.Tensor  # B
-    chars: torch.Tensor | None  # B x S x L (0 = padding)
+    chars: torch.Tensor | None  # U x L: the batch's distinct words, longest first (0 = padding)
     tags: torch.Tensor  # B x S (-100 at padding)
+    char_index: torch.Tensor | None = None  # B x S: the row of ``chars`` for each position
 
 
 class TaggingTask(Task):
@@ -62,6 +64,7 @@ class TaggingTask(Task):
         char_hidden_size: int = 64,
         max_word_len: int = 24,
         word_dropout: float = 0.0,
+        word_dropout_alpha: float = 0.0,
         lowercase_words: bool = False,
         embeddings: EmbeddingsConfig | dict | None = None,
         packed: bool = True,
@@ -70,6 +73,10 @@ class TaggingTask(Task):
     ):
         self.name, self.monitor, self.monitor_mode = name, monitor, monitor_mode
         self.max_word_len, self.word_dropout, self.lowercase_words = max_word_len, word_dropout, lowercase_words
+        self.word_dropout_alpha = word_dropout_alpha
+        if not 0.0 <= word_dropout <= 1.0 or word_dropout_alpha < 0:
+            raise ConfigError(f"task.word_dropout={word_dropout} must be in [0, 1] and "
+                            f"task.word_dropout_alpha={word_dropout_alpha} >= 0")
         self.eval_batch_size, self.num_samples, self.model_cfg = eval_batch_size, num_samples, model
         self.char_features = _v(char_features)
         if data is None and state is None:
@@ -83,7 +90,8 @@ class TaggingTask(Task):
             vocab = vocab or {}
             train = self.splits["train"]
             words = [[w.lower() for w in s] for s in train.tokens] if lowercase_words else train.tokens
-            self.vocab = Vocab.build(words, vocab.get("min_freq", 1), vocab.get("max_size", 50000))
+            self.vocab = with_vector_words(Vocab.build(words, vocab.get("min_freq", 1), vocab.get("max_size", 50000)),
+                                           embeddings, lowercase_words)
             self.char_vocab = Vocab.build((w for s in train.tokens for w in s), 1, 0)
             self.tags = sorted({t for s in train.tags for t in s})
             self.tokenizer, self.tag_column = data.tokenizer, data.tag_column
@@ -103,6 +111,18 @@ class TaggingTask(Task):
             init_embeddings(self.network.embed, embeddings, self.vocab)
         self._encoded: dict[str, list[tuple[list[int], list[list[int]], list[int]]]] = {}
         self._train = self._encode("train") if data is not None else None
+        self._drop_p = self._dropout_probabilities() if data is not None else None
+
+    def _dropout_probabilities(self) -> torch.Tensor:
+        """Per word id: the chance that a training occurrence becomes ``<unk>``: ``word_dropout``
+        plus ``alpha / (alpha + count)`` (Kiperwasser & Goldberg 2016), so that rare words, the
+        ones most like words never seen, are dropped most; never padding or ``<unk>`` itself."""
+        counts = Counter(w for words, _, _ in self._train for w in words)
+        c = torch.tensor([counts.get(i, 0) for i in range(len(self.vocab))], dtype=torch.float)
+        a = self.word_dropout_alpha
+        p = self.word_dropout + (a / (a + c) if a > 0 else torch.zeros_like(c))
+        p[[self.vocab.pad_id, self.vocab.unk_id]] = 0.0
+        return p.clamp(max=1.0)
 
     # ------------------------------------------------------------------------ data
     def _encode_words(self, words: Sequence[str]) -> tuple[list[int], list[list[int]]]:
@@ -124,26 +144,33 @@ class TaggingTask(Task):
     def _batch(self, items: Sequence[tuple[list[int], list[list[int]], list[int]]], train: bool = False) -> TagBatch:
         words, lengths = pad([w for w, _, _ in items], self.vocab.pad_id)
         tags, _ = pad([t for _, _, t in items], self.IGNORE)
-        if train and self.word_dropout > 0:
-            drop = (torch.rand(words.shape) < self.word_dropout) & (words != self.vocab.pad_id)
-            words = words.masked_fill(drop, self.vocab.unk_id)
-        chars = None
+        if train and (self.word_dropout > 0 or self.word_dropout_alpha > 0):
+            words = words.masked_fill(torch.rand(words.shape) < self._drop_p[words], self.vocab.unk_id)
+        chars = index = None
         if self.char_features != "none":
-            L = max(len(c) for _, cs, _ in items for c in cs)
-            chars = torch.zeros(words.size(0), words.size(1), L, dtype=torch.long)
+            # character features are computed once per distinct word of the batch (about half of
+            # its tokens), and the network gathers them back to the positions
+            rows: dict[tuple[int, ...], int] = {}
+            index = torch.zeros(words.shape, dtype=torch.long)  # padding positions read row 0
             for b, (_, cs, _) in enumerate(items):
-                for i, c in enumerate(cs):
-                    chars[b, i, : len(c)] = torch.as_tensor(c)
-            chars = chars.to(self.device)
+                index[b, : len(cs)] = torch.tensor([rows.setdefault(tuple(c), len(rows)) for c in cs])
+            distinct = sorted(rows, key=lambda c: (-len(c), rows[c]))  # longest first
+            order = torch.empty(len(distinct), dtype=torch.long)
+            order[[rows[c] for c in distinct]] = torch.arange(len(distinct))
+            index = order[index]
+            chars = torch.zeros(len(distinct), len(distinct[0]), dtype=torch.long)
+            for r, c in enumerate(distinct):
+                chars[r, : len(c)] = torch.tensor(c)
+            chars, index = chars.to(self.device), index.to(self.device)
         d = self.device
-        return TagBatch(words.to(d), lengths.to(d), chars, tags.to(d))
+        return TagBatch(words.to(d), lengths.to(d), chars, tags.to(d), index)
 
     def collate(self, indices: Sequence[int]) -> TagBatch:
         return self._batch([self._train[i] for i in indices], train=True)
 
     # ---------------------------------------------------------------------- training
     def training_step(self, batch: TagBatch) -> StepOutput:
-        logits, _ = self.network(batch.words, batch.lengths, batch.chars)
+        logits, _ = self.network(batch.words, batch.lengths, batch.chars, batch.char_index)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.tags.flatten(), ignore_index=self.IGNORE)
         return StepOutput(loss=loss, n_tokens=int(batch.lengths.sum()), logs={"loss": loss.item()})
 
@@ -157,7 +184,7 @@ class TaggingTask(Task):
         nll = 0.0
         for idx in eval_batches([len(w) for w, _, _ in items], batch_size or self.eval_batch_size):
             b = self._batch([items[i] for i in idx])
-            logits, weights = self.network(b.words, b.lengths, b.chars)
+            logits, weights = self.network(b.words, b.lengths, b.chars, b.char_index)
             nll += F.cross_entropy(logits.flatten(0, 1).float(), b.tags.flatten(), ignore_index=self.IGNORE,
                                    reduction="sum").item()
             best = logits.argmax(-1).tolist()
@@ -223,12 +250,20 @@ class TaggingTask(Task):
         return {"vocab": self.vocab.to_list(), "char_vocab": self.char_vocab.to_list(), "tags": list(self.tags),
                 "tokenizer": self.tokenizer, "tag_column": self.tag_column}
 
+    def ensemble_signature(self) -> dict[str, Any]:
+        """What checkpoints averaged as an ensemble must share (they see the same input tensors)."""
+        return {"vocabulary": self.vocab.to_list(), "character vocabulary": self.char_vocab.to_list(),
+                "tags": list(self.tags), "tag column": self.tag_column, "tokenizer": self.tokenizer,
+                "task.lowercase_words": self.lowercase_words, "task.max_word_len": self.max_word_len,
+                "use of character features": self.char_features != "none"}
+
     def hparams(self) -> dict[str, Any]:
         m = self.model_cfg
         return {
             "model": m.name, "cell": _v(m.cell), "attention": _v(m.attention), "char_features": self.char_features,
             "emb_size": m.emb_size, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
-            "dropout": m.dropout, "word_dropout": self.word_dropout, "lowercase_words": self.lowercase_words,
+            "dropout": m.dropout, "word_dropout": self.word_dropout,
+            "word_dropout_alpha": self.word_dropout_alpha, "lowercase_words": self.lowercase_words,
             "packed": self.network.packed, "tags": self.tag_column,
             "params": sum(p.numel() for p in self.network.parameters()),
         }
