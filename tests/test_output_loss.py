@@ -25,8 +25,10 @@ def _case(seed: int, n: int = 37, h: int = 12, v: int = 23, pad: int = 0):
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
 @pytest.mark.parametrize("chunk", [4, 2048])
-def test_matches_linear_then_cross_entropy(smoothing, chunk, monkeypatch):
+@pytest.mark.parametrize("row_multiple", [1, 8, 64])
+def test_matches_linear_then_cross_entropy(smoothing, chunk, row_multiple, monkeypatch):
     monkeypatch.setattr(output_loss, "CHUNK_ROWS", chunk)  # several chunks and a single one
+    monkeypatch.setattr(output_loss, "ROW_MULTIPLE", row_multiple)  # padded rows must count for nothing
     x, w, b, t = _case(0)
     ref = F.cross_entropy(F.linear(x, w, b), t, ignore_index=0, reduction="sum", label_smoothing=smoothing)
     ref_nll = F.cross_entropy(F.linear(x, w, b), t, ignore_index=0, reduction="sum")

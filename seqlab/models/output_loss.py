@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 CHUNK_ROWS = 2048
+ROW_MULTIPLE = 64  # each chunk's rows are padded to a multiple of this (see _pad_rows)
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -24,46 +25,61 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
 
 
-def _chunk_losses(logits: torch.Tensor, target: torch.Tensor, smoothing: float):
-    """fp32 logits (n x V) -> per-row (loss, nll, lse)."""
-    lse = torch.logsumexp(logits, dim=-1)
-    nll = lse - logits.gather(1, target[:, None]).squeeze(1)
-    loss = nll if smoothing == 0 else (1 - smoothing) * nll + smoothing * (lse - logits.mean(-1))
-    return loss, nll, lse
-
-
 def _fused(x, w, b, target, smoothing: float, dtype: torch.dtype, with_grad: bool):
     """The chunked pass: (loss_sum, nll_sum, (gx, gw, gb) or None). Matmuls in ``dtype``; softmax and
     sums in fp32 (fp64 for fp64 input)."""
     acc = torch.promote_types(x.dtype, torch.float32)
-    xc, wc = x.to(dtype), w.to(dtype)
+    n_rows, V = x.size(0), w.size(0)
+    xc = x.to(dtype)
+    wc = w.to(dtype)
+    wt = wc.t().contiguous()  # H x V: x @ wt is ~1.3x faster than x @ wc.t() with oneDNN
     bc = b.to(dtype) if b is not None else None
-    V = w.size(0)
     loss_sum = x.new_zeros((), dtype=acc)
     nll_sum = x.new_zeros((), dtype=acc)
     if with_grad:
         gx = torch.empty_like(xc)
-        gw = torch.zeros(w.shape, dtype=acc, device=w.device)
+        gwt = torch.zeros(wt.shape, dtype=acc, device=w.device)  # the weight's gradient, transposed
         gb = torch.zeros(V, dtype=acc, device=w.device) if b is not None else None
-    for lo in range(0, x.size(0), CHUNK_ROWS):
-        xs, ts = xc[lo : lo + CHUNK_ROWS], target[lo : lo + CHUNK_ROWS]
-        logits = F.linear(xs, wc, bc).to(acc)
-        loss, nll, lse = _chunk_losses(logits, ts, smoothing)
-        loss_sum += loss.sum()
-        nll_sum += nll.sum()
+    for lo in range(0, n_rows, CHUNK_ROWS):
+        real = min(CHUNK_ROWS, n_rows - lo)  # rows of this chunk; the padding follows them
+        xs, ts = _pad_rows(xc[lo : lo + real]), _pad_rows(target[lo : lo + real])
+        logits = (xs.mm(wt) if bc is None else torch.addmm(bc, xs, wt)).to(acc)
+        # log-sum-exp by hand (torch.logsumexp is several passes slower), keeping exp(logits - max)
+        top = logits.amax(1, keepdim=True)
+        picked = logits.gather(1, ts[:, None]).squeeze(1)
+        mean = logits.mean(1) if smoothing else None
+        e = logits.sub_(top).exp_()
+        total = e.sum(1)
+        lse = top.squeeze(1) + total.log()
+        nll = lse - picked
+        loss = nll if not smoothing else (1 - smoothing) * nll + smoothing * (lse - mean)
+        loss_sum += loss[:real].sum()
+        nll_sum += nll[:real].sum()
         if not with_grad:
             continue
         # d loss / d logits = softmax - ((1 - eps) * onehot + eps / V), computed in place
-        g = logits.sub_(lse[:, None]).exp_()
+        g = e.mul_(total.reciprocal_()[:, None])
         if smoothing:
             g.sub_(smoothing / V)
         g.scatter_add_(1, ts[:, None], g.new_full((ts.size(0), 1), -(1 - smoothing)))
+        g[real:] = 0
         gc = g.to(dtype)
-        gx[lo : lo + CHUNK_ROWS] = gc.mm(wc)
-        gw += gc.t().mm(xs).to(acc)
+        gx[lo : lo + real] = gc.mm(wc)[:real]
+        gwt += xs.t().contiguous().mm(gc).to(acc)  # x^T g with x^T laid out row-major: ~2x faster
         if gb is not None:
             gb += g.sum(0)
-    return loss_sum, nll_sum, ((gx, gw, gb) if with_grad else None)
+    return loss_sum, nll_sum, ((gx, gwt.t(), gb) if with_grad else None)
+
+
+def _pad_rows(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with zero rows appended up to a multiple of ``ROW_MULTIPLE``.
+
+    oneDNN (PyTorch's CPU matmul for bf16) builds and caches a kernel for each matrix shape, which
+    for these three large matmuls costs as much as running them; the number of target tokens in a
+    batch changes from batch to batch, so without padding nearly every batch pays for new kernels
+    (and the cache of them grows). Padded rows are left out of the loss and the gradients."""
+    pad = -t.size(0) % ROW_MULTIPLE
+    return F.pad(t, (0, 0) * (t.dim() - 1) + (0, pad)) if pad else t
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -81,7 +97,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         gx, gw, gb = ctx.saved_tensors
         x_dtype, w_dtype = ctx.dtypes
         gx = (gx * grad_loss.to(gx.dtype)).to(x_dtype) if ctx.needs_input_grad[0] else None
-        gw_out = (gw * grad_loss).to(w_dtype) if ctx.needs_input_grad[1] else None
+        gw_out = (gw * grad_loss).to(w_dtype).contiguous() if ctx.needs_input_grad[1] else None
         gb_out = (gb * grad_loss).to(w_dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw_out, gb_out, None, None, None
 
