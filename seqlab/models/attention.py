@@ -46,12 +46,16 @@ class AdditiveAttention(Attention):
         self.v = nn.Linear(attn_size, 1, bias=False)
 
     def project_keys(self, memory: torch.Tensor) -> torch.Tensor:
-        return self.key_proj(memory)  # B x S x A
+        keys = self.key_proj(memory)  # B x S x A
+        return keys.to(torch.promote_types(keys.dtype, torch.float32))  # see score
 
     def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        q = self.query_proj(query)  # B x T x A
+        # The sum and tanh run in fp32 also under autocast or in a bf16 copy of the network: a CPU's
+        # bf16 tanh is about 4x slower than its fp32 one, and this is the largest elementwise
+        # tensor of a decoder step. The matmuls stay in the lower precision.
+        q = self.query_proj(query).to(keys.dtype)  # B x T x A
         hidden = torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1))  # B x T x S x A
-        return self.v(hidden).squeeze(-1)  # B x T x S
+        return self.v(hidden.to(self.v.weight.dtype)).squeeze(-1)  # B x T x S
 
 
 class DotAttention(Attention):
