@@ -19,6 +19,7 @@ The last line printed is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import platform
@@ -38,7 +39,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from seqlab.config import register_schemas, to_spec  # noqa: E402
 from seqlab.evaluate import restore_task  # noqa: E402
-from seqlab.runtime import CONF_DIR, seed_everything  # noqa: E402
+from seqlab.runtime import CONF_DIR, lean_decoding_memory, seed_everything  # noqa: E402
 from seqlab.training import checkpoint as ckpt_io  # noqa: E402
 from seqlab.training.trainer import Trainer  # noqa: E402
 
@@ -108,8 +109,18 @@ def bench_train(cfg, task, steps: int, warmup: int, window: int) -> dict:
     }
 
 
-def bench_decode(task, repeats: int, split: str = "test") -> dict:
-    src, tgt = task.splits[split]
+def read_test_pairs(data_cfg) -> tuple[list[list[str]], list[list[str]]]:
+    """The test split's tokenised source and reference read straight from its files, as the peers'
+    ``translate`` reads a source file: a decoding-only process loads no training data."""
+    sides = []
+    for path in (data_cfg.test.src, data_cfg.test.tgt):
+        with (gzip.open(path, "rt", encoding="utf-8") if str(path).endswith(".gz") else open(path, encoding="utf-8")) as f:
+            sides.append([line.split() for line in f.read().splitlines()])
+    return sides[0], sides[1]
+
+
+def bench_decode(task, repeats: int, pairs=None) -> dict:
+    src, tgt = pairs if pairs is not None else task.splits["test"]
     out = {}
     for name, decode in (
         ("greedy", {"strategy": "greedy", "max_len": 100, "batch_size": 64}),
@@ -159,12 +170,16 @@ def main() -> None:
                                  "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)}, Path(args.save))
     if not args.no_decode:
         if args.ckpt:  # decoding only: the task comes from the checkpoint, not from a training build
-            task, _ = restore_task(ckpt_io.load(args.ckpt), with_data=True)
+            lean_decoding_memory()  # as seqlab eval / predict do
+            task, run_cfg = restore_task(ckpt_io.load(args.ckpt), with_data=False)
             result["params"] = sum(p.numel() for p in task.network.parameters())
+            pairs = read_test_pairs(run_cfg.data)
+        else:
+            pairs = None
         dtype = torch.bfloat16 if args.precision == "bf16" else None
         ctx = torch.autocast("cpu", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
         with ctx:
-            result.update(bench_decode(task, args.decode_repeats))
+            result.update(bench_decode(task, args.decode_repeats, pairs))
     result["peak_rss_mib"] = round(peak_rss_mib(), 1)
     print(json.dumps(result), flush=True)
 

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from seqlab.config import ASSETS, ModelConfig
 from seqlab.errors import CheckpointError, ConfigError
 from seqlab.models.heads import ProbabilityAverage
-from seqlab.runtime import CONF_DIR, offline_defaults, user_errors
+from seqlab.runtime import CONF_DIR, lean_decoding_memory, offline_defaults, user_errors
 from seqlab.tasks.base import Task
 from seqlab.training import checkpoint as ckpt_io
 from seqlab.training.trainer import precision_context, resolve_device
@@ -131,4 +131,5 @@ def evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
 @user_errors
 def main(cfg: DictConfig) -> None:
+    lean_decoding_memory()
     evaluate(cfg, HydraConfig.get().runtime.output_dir)

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqlab.errors import DataError
 from seqlab.evaluate import restore
-from seqlab.runtime import CONF_DIR, offline_defaults, user_errors
+from seqlab.runtime import CONF_DIR, lean_decoding_memory, offline_defaults, user_errors
 from seqlab.training.trainer import precision_context, resolve_device
 
 
@@ -50,4 +50,5 @@ def predict(cfg: DictConfig) -> list[str]:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="predict")
 @user_errors
 def main(cfg: DictConfig) -> None:
+    lean_decoding_memory()
     predict(cfg)

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
-
 from seqlab.data.batch import BucketBatchSampler
+from seqlab.data.hub import hf_datasets
 from seqlab.data.text import _file_digest, check_text_file, column
 from seqlab.errors import DataError
 
@@ -27,7 +26,7 @@ class CharCorpus:
 
 def read_text(path: str, key: str) -> str:
     check_text_file(path, key)
-    ds = datasets.load_dataset("text", data_files={"doc": str(path)}, split="doc", sample_by="document",
+    ds = hf_datasets().load_dataset("text", data_files={"doc": str(path)}, split="doc", sample_by="document",
                                keep_linebreaks=True)
     return "".join(column(ds, "text"))
 

@@ -15,15 +15,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
-
-from seqlab.data.hub import open_hub
+from seqlab.data.hub import hf_datasets, open_hub
 from seqlab.errors import DataError
 
+if TYPE_CHECKING:
+    import datasets
+
 log = logging.getLogger(__name__)
-datasets.disable_progress_bars()  # seqlab logs what it reads; no per-split bars
-datasets.logging.set_verbosity_error()
 
 EVAL_SPLITS = ("val", "test")
 
@@ -129,14 +129,14 @@ def _load_text_pair(split: str, src: str, tgt: str) -> tuple[datasets.Dataset, l
         )
     sides = {}
     for col, path in (("src", src), ("tgt", tgt)):
-        ds = datasets.load_dataset("text", data_files={split: str(path)}, split=split)
+        ds = hf_datasets().load_dataset("text", data_files={split: str(path)}, split=split)
         sides[col] = column(ds, "text")
     if len(sides["src"]) != len(sides["tgt"]):  # e.g. a lone carriage return splitting a line
         raise DataError(
             f"data.{split}: {src} and {tgt} read as {len(sides['src'])} and {len(sides['tgt'])} "
             "lines; check for stray carriage returns"
         )
-    ds = datasets.Dataset.from_dict(sides)
+    ds = hf_datasets().Dataset.from_dict(sides)
     return _drop_empty(ds, f"data.{split} ({src})"), [Path(src), Path(tgt)]
 
 
@@ -146,7 +146,7 @@ def _load_table(split: str, path: str, fmt: str, src_col: str, tgt_col: str):
     if fmt == "tsv":
         kwargs["quoting"] = 3  # csv.QUOTE_NONE: quotes are text in TSV
     try:
-        ds = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, **kwargs)
+        ds = hf_datasets().load_dataset(builder, data_files={split: str(path)}, split=split, **kwargs)
     except Exception as e:  # pyarrow / json parse errors carry the row in their message
         raise DataError(f"{path}: cannot parse as {fmt}: {e}") from None
     missing = [c for c in (src_col, tgt_col) if c not in ds.column_names]
@@ -156,7 +156,7 @@ def _load_table(split: str, path: str, fmt: str, src_col: str, tgt_col: str):
             "set data.src_column / data.tgt_column"
         )
     ds = ds.select_columns([src_col, tgt_col])
-    ds = datasets.Dataset.from_dict(
+    ds = hf_datasets().Dataset.from_dict(
         {"src": [str(x or "") for x in column(ds, src_col)], "tgt": [str(x or "") for x in column(ds, tgt_col)]}
     )
     return _drop_empty(ds, f"data.{split} ({path})"), [Path(path)]
@@ -169,7 +169,7 @@ def _load_hub(name: str, src_col: str, tgt_col: str) -> dict[str, datasets.Datas
         for c in (src_col, tgt_col):
             if c not in ds.column_names:
                 raise DataError(f"data.name={name!r}: split {ours!r} has no column {c!r} ({ds.column_names})")
-        ds = datasets.Dataset.from_dict({"src": column(ds, src_col), "tgt": column(ds, tgt_col)})
+        ds = hf_datasets().Dataset.from_dict({"src": column(ds, src_col), "tgt": column(ds, tgt_col)})
         splits[ours] = _drop_empty(ds, f"{name}[{ours}]")
     return splits
 
