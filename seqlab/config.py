@@ -472,6 +472,7 @@ class EmbeddingsConfig:
     path: str | None = None  # GloVe / word2vec *text* file (word v1 v2 ...); dims = model.emb_size
     freeze: bool = False
     extend_vocab: bool = False  # every word of the file gets a row, also those never seen in training
+    residual: bool = False  # tagging: the vectors stay fixed; a trainable embedding (zero at start) is added
 
 
 @dataclass

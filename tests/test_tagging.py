@@ -284,3 +284,27 @@ def test_ensemble_averages_tag_probabilities(tmp_path):
         restore([paths[0], odd], with_data=False)
     with pytest.raises(CheckpointError, match="odd.pt: a sentiment checkpoint"):
         make_ensemble([members[0], type("T", (), {"name": "sentiment"})()], [paths[0], "odd.pt"])
+
+
+@pytest.mark.unit
+def test_extended_vocab_and_residual_pretrained_vectors(tmp_path):
+    """task.embeddings.extend_vocab gives words of the vectors file rows (lower-cased with
+    task.lowercase_words); .residual keeps the vectors frozen and adds a trainable embedding that
+    starts at zero for the words they cover."""
+    vec = tmp_path / "v.txt"
+    vec.write_text("the " + " ".join(["0.5"] * 12) + "\nZorblax " + " ".join(["2"] * 12) + "\n")
+    spec = {"path": str(vec), "extend_vocab": True, "residual": True}
+    task = TaggingTask(tiny_model("lstm"), data=toy_corpus(), char_features="none", lowercase_words=True,
+                       embeddings=spec)
+    v, net = task.vocab, task.network
+    assert "zorblax" in v.stoi and "Zorblax" not in v.stoi
+    assert not net.fixed_embed.weight.requires_grad and net.embed.weight.requires_grad
+    assert torch.allclose(net.fixed_embed.weight[v.stoi["zorblax"]], torch.full((12,), 2.0))
+    assert (net.embed.weight[v.stoi["the"]] == 0).all() and (net.embed.weight[v.stoi["cat"]] != 0).any()
+    batch = task.collate([0, 1, 2])
+    logits, _ = net(batch.words, batch.lengths, batch.chars, batch.char_index)
+    logits.sum().backward()
+    assert net.fixed_embed.weight.grad is None and net.embed.weight.grad is not None
+    restored = TaggingTask(tiny_model("lstm"), state=task.state(), char_features="none", lowercase_words=True,
+                           embeddings=spec)
+    restored.network.load_state_dict(net.state_dict())  # the same modules, so checkpoints load

@@ -34,7 +34,7 @@ def load_vectors(path: str, vocab: Vocab, dim: int, key: str = "task.embeddings.
     """``len(vocab) x dim`` rows for the vocabulary words found in the file, and their ids.
 
     Lines are ``word v1 ... v_dim``; a word2vec header line (``count dim``) is skipped. Words
-    are also looked up lower-cased when the exact form is missing."""
+    are also looked up lower-cased when the exact form is missing (either side may be lower-cased)."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{key}: no vectors file at {p}")
@@ -55,8 +55,8 @@ def load_vectors(path: str, vocab: Vocab, dim: int, key: str = "task.embeddings.
                 )
             word = parts[0]
             idx = vocab.stoi.get(word)
-            if idx is None and word.lower() == word:
-                idx = lower.get(word)
+            if idx is None:  # a lower-cased vocabulary (task.lowercase_words), or lower-cased vectors
+                idx = lower.get(word) if word.lower() == word else vocab.stoi.get(word.lower())
             if idx is None or idx in rows and vocab.itos[idx] != word:
                 continue
             try:

@@ -201,10 +201,12 @@ class SequenceTagger(nn.Module):
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, num_tags: int, pad_id: int,
                  char_features: str = "none", n_chars: int = 0, char_emb_size: int = 32, char_hidden_size: int = 64,
-                 packed: bool = True):
+                 packed: bool = True, fixed_embeddings: bool = False):
         super().__init__()
         self.packed = packed  # False: run_padded (same result; oneDNN's fused LSTM on a CPU)
         self.embed = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=pad_id)
+        # task.embeddings.residual: frozen pretrained vectors, added to the trainable embedding
+        self.fixed_embed = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=pad_id) if fixed_embeddings else None
         if char_features == "cnn":
             self.chars = CharCNN(n_chars, char_emb_size, char_hidden_size)
         elif char_features == "lstm":
@@ -223,6 +225,8 @@ class SequenceTagger(nn.Module):
         self.combine = nn.Linear(2 * H, H) if self.attention is not None else None
         self.out = nn.Linear(H, num_tags)
         init_uniform(self, cfg.init_range)
+        if self.fixed_embed is not None:
+            self.fixed_embed.weight.requires_grad_(False)
 
     def forward(self, words: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None,
                 char_index: torch.Tensor | None = None):
@@ -233,6 +237,8 @@ class SequenceTagger(nn.Module):
         """
         B, S = words.shape
         x = self.embed(words)  # B x S x E
+        if self.fixed_embed is not None:
+            x = x + self.fixed_embed(words)
         if self.chars is not None:
             if char_index is None:
                 feats = self.chars(chars.view(B * S, -1)).view(B, S, -1)  # B x S x F

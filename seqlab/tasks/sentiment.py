@@ -62,8 +62,13 @@ def with_vector_words(vocab: Vocab, spec: EmbeddingsConfig | dict | None, lowerc
     return Vocab([*vocab.itos, *added])
 
 
-def init_embeddings(embedding: torch.nn.Embedding, spec: EmbeddingsConfig | dict | None, vocab: Vocab) -> None:
-    """Copy pretrained vectors (task.embeddings.path) into the rows of the words they cover."""
+def init_embeddings(embedding: torch.nn.Embedding, spec: EmbeddingsConfig | dict | None, vocab: Vocab,
+                    fixed: torch.nn.Embedding | None = None) -> None:
+    """Copy pretrained vectors (task.embeddings.path) into the rows of the words they cover.
+
+    With ``fixed`` (``task.embeddings.residual``) the vectors go there, frozen, and the covered rows
+    of the trainable ``embedding`` start at zero: the two are summed, so a word never seen in
+    training reads its pretrained vector in the same space as the words training moved."""
     spec = EmbeddingsConfig(**spec) if isinstance(spec, dict) else spec
     if spec is None or not spec.path:
         return
@@ -71,7 +76,11 @@ def init_embeddings(embedding: torch.nn.Embedding, spec: EmbeddingsConfig | dict
 
     weight, found = load_vectors(spec.path, vocab, embedding.embedding_dim)
     with torch.no_grad():
-        embedding.weight[found] = weight[found]
+        if fixed is not None:
+            fixed.weight.copy_(weight)
+            embedding.weight[found] = 0.0
+        else:
+            embedding.weight[found] = weight[found]
     embedding.weight.requires_grad_(not spec.freeze)
 
 

@@ -105,10 +105,12 @@ class TaggingTask(Task):
             if unseen and split != "train":
                 raise DataError(f"data.{split}: tag(s) {', '.join(sorted(unseen))} never occur in training "
                                 f"(training tags: {' '.join(self.tags)})")
+        spec = EmbeddingsConfig(**embeddings) if isinstance(embeddings, dict) else embeddings
+        residual = bool(spec is not None and spec.path and spec.residual)
         self.network = SequenceTagger(model, len(self.vocab), len(self.tags), self.vocab.pad_id, self.char_features,
-                                      len(self.char_vocab), char_emb_size, char_hidden_size, packed)
+                                      len(self.char_vocab), char_emb_size, char_hidden_size, packed, residual)
         if state is None:
-            init_embeddings(self.network.embed, embeddings, self.vocab)
+            init_embeddings(self.network.embed, spec, self.vocab, self.network.fixed_embed)
         self._encoded: dict[str, list[tuple[list[int], list[list[int]], list[int]]]] = {}
         self._train = self._encode("train") if data is not None else None
         self._drop_p = self._dropout_probabilities() if data is not None else None
