@@ -9,6 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seqlab.models.dropout import Dropout
+from seqlab.models.shared_weight import SharedWeight
+
 RNN_CLASSES: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 CELL_CLASSES: dict[str, type[nn.Module]] = {"rnn": nn.RNNCell, "gru": nn.GRUCell, "lstm": nn.LSTMCell}
 
@@ -72,7 +75,7 @@ class RNNEncoder(nn.Module):
         if hidden_size % directions:
             raise ValueError(f"model.hidden_size={hidden_size} must be even for a bidirectional encoder")
         self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=pad_id)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = make_rnn(
             cell,
             emb_size,
@@ -158,13 +161,13 @@ def masked_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, mask: to
             b_hh.append(bh)
         # S x B x D x G; the cell arithmetic and the state stay fp32 under autocast, only matmuls drop
         gi_all = torch.stack(gis, dim=2).transpose(0, 1).to(sdtype)
-        w = torch.stack(w_hh).transpose(1, 2).to(cdtype)  # D x H x G, cast once per batch
+        w = SharedWeight(torch.stack(w_hh).transpose(1, 2).to(cdtype))  # D x H x G, cast once per batch
         bh = torch.stack(b_hh)[None].to(sdtype) if cell == "gru" else None  # 1 x D x G
         h = x.new_zeros(B, D, H, dtype=sdtype)
         c = h if cell == "lstm" else None
         outs = []
         for gi, m in zip(gi_all.unbind(0), keep.unbind(0), strict=True):  # unbind: no zero-filled grads per step
-            gh = torch.bmm(h.transpose(0, 1).to(cdtype), w).transpose(0, 1).to(sdtype)  # B x D x G
+            gh = w.bmm(h.transpose(0, 1)).transpose(0, 1).to(sdtype)  # B x D x G
             if bh is not None:
                 gh = gh + bh
             h_new, c_new = _cell_step(cell, gi, gh, h, c)

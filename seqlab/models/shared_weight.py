@@ -8,6 +8,9 @@ gives the same gradient for a fraction of the memory traffic.
 
     shared = SharedWeight(w)          # once per batch
     y_t = shared.mm(x_t)              # at every step: x_t @ w.T
+
+For a stack of weights (one per direction of a bidirectional RNN), ``bmm`` is the batched form:
+``w`` is D x in x out and ``y_t = x_t @ w`` with x_t D x B x in.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import torch
 
 
 class _Stash:
-    __slots__ = ("xs", "gys")
+    __slots__ = ("xs", "gys", "batched")
 
     def __init__(self) -> None:
         self.xs: list[torch.Tensor] = []
         self.gys: dict[int, torch.Tensor] = {}
+        self.batched = False
 
 
 class _Collect(torch.autograd.Function):
@@ -37,6 +41,11 @@ class _Collect(torch.autograd.Function):
         steps = [t for t in range(len(st.xs)) if t in st.gys]
         if not steps:
             return None, None
+        if st.batched:  # D x (T*B) x in/out -> D x in x out
+            gy = torch.cat([st.gys[t] for t in steps], 1)
+            x = torch.cat([st.xs[t] for t in steps], 1)
+            st.xs, st.gys = [], {}
+            return torch.bmm(x.transpose(1, 2), gy.to(x.dtype)), None
         gy = torch.cat([st.gys[t] for t in steps], 0)  # (T*B) x out
         x = torch.cat([st.xs[t] for t in steps], 0)  # (T*B) x in
         st.xs, st.gys = [], {}
@@ -60,6 +69,23 @@ class _StepMM(torch.autograd.Function):
         return gy.mm(w).to(ctx.x_dtype), None, None
 
 
+class _StepBMM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, stash):
+        ctx.save_for_backward(w)
+        ctx.stash, ctx.t, ctx.x_dtype = stash, len(stash.xs), x.dtype
+        x = x.to(w.dtype)
+        stash.xs.append(x)
+        return torch.bmm(x, w)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (w,) = ctx.saved_tensors
+        gy = gy.to(w.dtype)
+        ctx.stash.gys[ctx.t] = gy
+        return torch.bmm(gy, w.transpose(1, 2)).to(ctx.x_dtype), None, None
+
+
 class SharedWeight:
     """``mm(x) = x @ w.T`` for a weight used at many steps of one batch (see module docstring).
 
@@ -74,3 +100,10 @@ class SharedWeight:
         if self.track:
             return _StepMM.apply(x, self.w, self.stash)
         return x.to(self.w.dtype).mm(self.w.t())
+
+    def bmm(self, x: torch.Tensor) -> torch.Tensor:
+        """``torch.bmm(x, w)`` for a stacked weight w (D x in x out), x: D x B x in."""
+        if self.track:
+            self.stash.batched = True
+            return _StepBMM.apply(x, self.w, self.stash)
+        return torch.bmm(x.to(self.w.dtype), self.w)
