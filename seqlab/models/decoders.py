@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.models.attention import Attention
+from seqlab.models.dropout import Dropout
 from seqlab.models.encoders import EncoderOutput, make_rnn
 from seqlab.models.shared_weight import SharedWeight
 
@@ -108,7 +109,7 @@ class RNNDecoder(nn.Module):
         self.hidden_size, self.num_layers = hidden_size, num_layers
 
         self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=pad_id)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         extra = 0
         if self.input_feeding:
             extra = hidden_size
