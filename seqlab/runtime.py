@@ -68,11 +68,21 @@ def lean_decoding_memory() -> None:
     cache, and glibc returning freed heap memory at once, keep the peak memory down. An
     ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` set by the user wins."""
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").mallopt(-1, 0)  # M_TRIM_THRESHOLD = 0
-        except (OSError, AttributeError):  # not glibc
-            pass
+    return_freed_memory()
+
+
+def return_freed_memory() -> None:
+    """Have glibc give freed heap memory back to the system at once (``M_TRIM_THRESHOLD`` 0).
+
+    A training step allocates and frees tensors of sizes that change with every batch; by default
+    glibc keeps the freed memory and the process's peak grows with the fragments (bf16 benchmark
+    training: peak RSS 2.4 GiB by default, 2.0 GiB with this, 300 updates). No effect elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-1, 0)  # M_TRIM_THRESHOLD = 0
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def offline_defaults() -> None:

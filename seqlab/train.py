@@ -18,7 +18,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqlab.config import register_schemas, to_spec
 from seqlab.errors import CheckpointError, ConfigError
-from seqlab.runtime import CONF_DIR, offline_defaults, seed_everything, set_threads, user_errors
+from seqlab.runtime import (
+    CONF_DIR,
+    offline_defaults,
+    return_freed_memory,
+    seed_everything,
+    set_threads,
+    user_errors,
+)
 from seqlab.training import checkpoint as ckpt_io
 from seqlab.training.tensorboard import TensorBoardLogger
 from seqlab.training.trainer import Checkpointer, Trainer
@@ -45,6 +52,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     run_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     offline_defaults()
+    return_freed_memory()
     set_threads(cfg.trainer.num_threads)
     seed_everything(cfg.seed)
     run_config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
