@@ -29,10 +29,8 @@ class Attention(nn.Module):
         scores = self.score(q, keys)  # B x T x S
         scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
         weights = torch.softmax(scores.float(), dim=-1).to(values.dtype)  # B x T x S
-        if single:  # one query per sentence: a weighted sum beats B tiny matmuls on a CPU
-            w = weights.squeeze(1)
-            return (w.unsqueeze(-1) * values).sum(1), w
-        return torch.bmm(weights, values), weights  # B x T x M
+        context = torch.bmm(weights, values)  # B x T x M
+        return (context.squeeze(1), weights.squeeze(1)) if single else (context, weights)
 
 
 class AdditiveAttention(Attention):
@@ -50,12 +48,14 @@ class AdditiveAttention(Attention):
         return keys.to(torch.promote_types(keys.dtype, torch.float32))  # see score
 
     def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        # The sum and tanh run in fp32 also under autocast or in a bf16 copy of the network: a CPU's
-        # bf16 tanh is about 4x slower than its fp32 one, and this is the largest elementwise
-        # tensor of a decoder step. The matmuls stay in the lower precision.
+        # The sum, tanh and v-product run in fp32 also under autocast or in a bf16 copy of the
+        # network: a CPU's bf16 tanh is ~4x slower than its fp32 one, and casting this, the largest
+        # tensor of a decoder step, to bf16 for the product costs more than an fp32 matrix-vector
+        # product (torch.mv, which autocast leaves alone) over it.
         q = self.query_proj(query).to(keys.dtype)  # B x T x A
         hidden = torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1))  # B x T x S x A
-        return self.v(hidden.to(self.v.weight.dtype)).squeeze(-1)  # B x T x S
+        v = self.v.weight.to(hidden.dtype).squeeze(0)  # A
+        return hidden.reshape(-1, hidden.size(-1)).mv(v).view(hidden.shape[:-1])  # B x T x S
 
 
 class DotAttention(Attention):
