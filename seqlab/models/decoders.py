@@ -273,7 +273,8 @@ class RNNDecoder(nn.Module):
                 gi = w_in.mm(below) + (b_ih if self.cell == "gru" else b_ih + b_hh)
                 inp = h
             if self.cell == "lstm":
-                gi_, gf, gg, go = (gi.to(h.dtype) + w_rec.mm(inp).to(h.dtype)).chunk(4, dim=-1)
+                # fp32 + bf16 promotes to fp32 inside the add: no separate cast of the matmul's output
+                gi_, gf, gg, go = (gi.to(h.dtype) + w_rec.mm(inp)).chunk(4, dim=-1)
                 c = torch.sigmoid(gf) * c + torch.sigmoid(gi_) * torch.tanh(gg)
                 h = torch.sigmoid(go) * torch.tanh(c)
             elif self.cell == "gru":
@@ -286,7 +287,7 @@ class RNNDecoder(nn.Module):
                 n = torch.tanh(in_ + r * hn)
                 h = (1 - z) * n + z * h
             else:
-                h = torch.tanh(gi.to(h.dtype) + w_rec.mm(inp).to(h.dtype))
+                h = torch.tanh(gi.to(h.dtype) + w_rec.mm(inp))
             hs.append(h)
             cs.append(c)
             below = h
@@ -309,7 +310,8 @@ class RNNDecoder(nn.Module):
         B, T = tgt_in.shape
         w_rec = self._recurrent_weights()
         if teacher_forcing >= 1.0:
-            x_pre = self._input_proj(self.dropout(self.embed(tgt_in)))  # B x T x G, one matmul
+            # B x T x G, one matmul; in the state's precision once, not cast again at every step
+            x_pre = self._input_proj(self.dropout(self.embed(tgt_in))).to(state.h.dtype)
             outs, weights = [], []
             for x_t in x_pre.unbind(1):  # unbind: one gradient copy, not a zero-filled B x T x G per step
                 o, state, w = self._step(x_t, state, w_rec)

@@ -167,7 +167,7 @@ def masked_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, mask: to
         c = h if cell == "lstm" else None
         outs = []
         for gi, m in zip(gi_all.unbind(0), keep.unbind(0), strict=True):  # unbind: no zero-filled grads per step
-            gh = w.bmm(h.transpose(0, 1)).transpose(0, 1).to(sdtype)  # B x D x G
+            gh = w.bmm(h.transpose(0, 1)).transpose(0, 1)  # B x D x G (matmul dtype; the cell's sums promote)
             if bh is not None:
                 gh = gh + bh
             h_new, c_new = _cell_step(cell, gi, gh, h, c)
