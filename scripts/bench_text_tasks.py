@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "evaluate the ensemble (probabilities averaged); minutes are summed over members")
     ap.add_argument("--member", choices=("best", "last"), default="best",
                     help="with --seeds: each member's best (on dev) or last checkpoint")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # options may follow the overrides
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     register_schemas()
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -16,71 +16,18 @@ printed is a JSON summary (words, tokens, minutes, file).
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
 import json
 import logging
-import re
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from seqlab.config import asset_path
-from seqlab.data.conllu import parse_conllu
+from seqlab.data.raw_text import read_text
+from seqlab.data.vectors import write_vectors
 from seqlab.errors import DataError
 from seqlab.models.skipgram import train_skipgram
-
-_CLITIC = re.compile(r"(\w)(n't|'s|'ve|'re|'ll|'d|'m)\b")
-_TOKEN = re.compile(r"n't|'(?:s|ve|re|ll|d|m)\b|\w+(?:[-']\w+)*|\.\.\.|--|[^\w\s]")
-_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
-
-
-def ptb_tokens(text: str) -> list[str]:
-    """Lower-cased Penn-Treebank-like tokens, as in SST-2: ``didn't`` -> ``did n't``."""
-    text = _CLITIC.sub(r"\1 \2", _HTML_BREAK.sub(" ", text).lower())
-    return _TOKEN.findall(text)
-
-
-def _open(path: str | Path):
-    return gzip.open(path, "rt", encoding="utf-8") if str(path).endswith(".gz") else open(path, encoding="utf-8")
-
-
-def read_tsv_column(path: str | Path, column: str) -> list[str]:
-    csv.field_size_limit(1 << 30)
-    with _open(path) as f:
-        rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(rows)
-        if column not in header:
-            raise DataError(f"{path}: no column {column!r} (have {', '.join(header)})")
-        k = header.index(column)
-        return [r[k] for r in rows if len(r) > k]
-
-
-def read_text(spec: str) -> list[list[str]]:
-    """The sentences (token lists) of one ``--text`` source."""
-    if spec == "imdb":
-        return [ptb_tokens(t) for t in read_tsv_column(asset_path("imdb/train.tsv.gz"), "text")]
-    if spec == "sst2":
-        return [s.lower().split() for s in read_tsv_column(asset_path("sst2/train_sentences.tsv.gz"), "sentence")]
-    if spec == "ud_ewt":
-        with _open(asset_path("ud_ewt/en_ewt-ud-train.conllu.gz")) as f:
-            return [[w.lower() for w in s] for s in parse_conllu(f.read().splitlines(), "ud_ewt").tokens]
-    if not Path(spec).is_file():
-        raise DataError(f"--text {spec}: not imdb, sst2, ud_ewt or an existing text file")
-    with _open(spec) as f:
-        return [line.lower().split() for line in f if line.strip()]
-
-
-def write_vectors(path: Path, words: list[str], vectors: torch.Tensor) -> None:
-    """GloVe text format: ``word v1 ... vD`` per line (what ``task.embeddings.path`` reads)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for w, v in zip(words, vectors.tolist(), strict=True):
-            f.write(w + " " + " ".join(f"{x:.5f}" for x in v) + "\n")
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:

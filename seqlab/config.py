@@ -473,6 +473,11 @@ class EmbeddingsConfig:
     freeze: bool = False
     extend_vocab: bool = False  # every word of the file gets a row, also those never seen in training
     residual: bool = False  # tagging: the vectors stay fixed; a trainable embedding (zero at start) is added
+    # instead of a file: skip-gram vectors trained at start-up (inside the run's time) on these texts:
+    # imdb | sst2 | ud_ewt (bundled, no labels read) | a text file; written to <cache_dir>/vectors/
+    pretrain: list[str] = field(default_factory=list)
+    pretrain_epochs: int = 2
+    pretrain_min_count: int = 3
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from seqlab.data.raw_text import ptb_tokens
 from seqlab.data.vectors import load_vectors, vector_words
 from seqlab.data.vocab import Vocab
 from seqlab.models.skipgram import context_pairs, train_skipgram
@@ -50,7 +51,7 @@ def test_skipgram_puts_words_of_shared_contexts_together():
 
 @pytest.mark.unit
 def test_ptb_tokens_split_like_sst2():
-    assert pretrain.ptb_tokens("I didn't like it's ending,<br />\"really\" -- so-so...") == [
+    assert ptb_tokens("I didn't like it's ending,<br />\"really\" -- so-so...") == [
         "i", "did", "n't", "like", "it", "'s", "ending", ",", '"', "really", '"', "--", "so-so", "..."]
 
 
@@ -67,4 +68,28 @@ def test_script_writes_vectors_that_embeddings_read(tmp_path, capsys):
     weight, found = load_vectors(str(out), Vocab(["<pad>", "<unk>", "<s>", "</s>", "a1", "zzz"]), 8)
     assert found == [4] and weight[4].abs().sum() > 0
     assert pretrain.main(["--text", str(tmp_path / "missing.txt"), "-o", str(out)]) == 2
-    assert "missing.txt: not imdb, sst2, ud_ewt or an existing text file" in capsys.readouterr().err
+    assert "missing.txt' is not imdb, sst2, ud_ewt or an existing text file" in capsys.readouterr().err
+
+
+@pytest.mark.unit
+def test_task_pretrains_vectors_at_start_up(tmp_path):
+    """task.embeddings.pretrain: vectors trained when the task is built (inside the run's time) on
+    the listed texts, then used as task.embeddings.path would be."""
+    from textfixtures import tiny_model
+
+    from seqlab.data.conllu import TaggedCorpus, TaggedSplit
+    from seqlab.errors import ConfigError
+    from seqlab.tasks.tagging import TaggingTask
+
+    text = tmp_path / "unlabelled.txt"
+    text.write_text("\n".join(" ".join(s) for s in two_topics(100)) + "\nthe cat sat\n", encoding="utf-8")
+    s = TaggedSplit([["The", "cat", "sat"]], [["DET", "NOUN", "VERB"]])
+    corpus = TaggedCorpus({"train": s, "val": s}, "upos", "space", "toy")
+    spec = {"pretrain": [str(text)], "pretrain_epochs": 1, "pretrain_min_count": 1, "extend_vocab": True}
+    task = TaggingTask(tiny_model("lstm", emb_size=8), data=corpus, char_features="none", lowercase_words=True,
+                       embeddings=spec, cache_dir=str(tmp_path / "cache"))
+    assert "a3" in task.vocab.stoi  # a word of the unlabelled text only
+    [written] = (tmp_path / "cache" / "vectors").glob("skipgram_unlabelled_8d_*.txt")
+    assert len(vector_words(str(written))) == 19
+    with pytest.raises(ConfigError, match=r"task\.embeddings\.path and task\.embeddings\.pretrain"):
+        TaggingTask(tiny_model("lstm", emb_size=8), data=corpus, embeddings={**spec, "path": str(written)})

@@ -68,3 +68,13 @@ def load_vectors(path: str, vocab: Vocab, dim: int, key: str = "task.embeddings.
         weight[i] = v
     log.info("pretrained vectors: %d of %d vocabulary words found in %s", len(rows), len(vocab), p)
     return weight, sorted(rows)
+
+
+def write_vectors(path: Path, words: list[str], vectors: torch.Tensor) -> None:
+    """GloVe text format: ``word v1 ... vD`` per line (what ``task.embeddings.path`` reads)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for w, v in zip(words, vectors.tolist(), strict=True):
+            f.write(w + " " + " ".join(f"{x:.5f}" for x in v) + "\n")
+    tmp.replace(path)

@@ -7,7 +7,11 @@ per word (and draws as PNGs) and TensorBoard shows as images.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +24,7 @@ from seqlab.config import EmbeddingsConfig, ModelConfig
 from seqlab.data.batch import eval_batches, pad
 from seqlab.data.classification import LabelledCorpus, LabelledSplit, tokenize_text, truncate
 from seqlab.data.vocab import Vocab
-from seqlab.errors import DataError, SeqlabError
+from seqlab.errors import ConfigError, DataError, SeqlabError
 from seqlab.metrics import accuracy, macro_f1
 from seqlab.models.heads import SequenceClassifier
 from seqlab.tasks.base import StepOutput, Task
@@ -45,6 +49,30 @@ def check_labels(split: str, data: LabelledSplit, known: Sequence[str]) -> None:
                 f"{where}: label {lab!r} in the {split} split never occurs in training "
                 f"(training labels: {', '.join(sorted(known, key=_label_sort_key))})"
             )
+
+
+def pretrain_vectors(spec: EmbeddingsConfig | dict | None, dim: int, cache_dir: str | None) -> EmbeddingsConfig | None:
+    """``spec`` itself, or (``task.embeddings.pretrain``) ``spec`` with ``path`` naming skip-gram
+    vectors trained now on the listed texts: in-budget pretraining, counted in the run's time."""
+    spec = EmbeddingsConfig(**spec) if isinstance(spec, dict) else spec
+    if spec is None or not spec.pretrain:
+        return spec
+    if spec.path:
+        raise ConfigError("task.embeddings.path and task.embeddings.pretrain: give one of them (a file of "
+                          "vectors, or the texts to train them on now)")
+    from seqlab.data.raw_text import read_text
+    from seqlab.data.vectors import write_vectors
+    from seqlab.models.skipgram import train_skipgram
+
+    t0 = time.perf_counter()
+    sentences = [s for text in spec.pretrain for s in read_text(text, "task.embeddings.pretrain")]
+    words, vectors = train_skipgram(sentences, dim, epochs=spec.pretrain_epochs, min_count=spec.pretrain_min_count)
+    name = "_".join(Path(t).stem.replace(".", "_") for t in spec.pretrain)
+    path = Path(cache_dir or tempfile.gettempdir()) / "vectors" / f"skipgram_{name}_{dim}d_{os.getpid()}.txt"
+    write_vectors(path, words, vectors)
+    log.info("task.embeddings.pretrain: %d vectors from %s in %.1f minutes, written to %s", len(words),
+             " + ".join(spec.pretrain), (time.perf_counter() - t0) / 60, path)
+    return dataclasses.replace(spec, path=str(path))
 
 
 def with_vector_words(vocab: Vocab, spec: EmbeddingsConfig | dict | None, lowercase: bool = False) -> Vocab:
@@ -131,6 +159,7 @@ class SentimentTask(Task):
         else:
             vocab = vocab or {}
             train = self.splits["train"]
+            embeddings = pretrain_vectors(embeddings, model.emb_size, cache_dir)
             self.vocab = Vocab.build(train.tokens, vocab.get("min_freq", 1), vocab.get("max_size", 50000))
             self.vocab = with_vector_words(self.vocab, embeddings)
             self.labels = data.label_order or sorted(set(train.labels), key=_label_sort_key)

@@ -26,7 +26,7 @@ from seqlab.errors import ConfigError, DataError
 from seqlab.metrics import accuracy, macro_f1
 from seqlab.models.heads import SequenceTagger
 from seqlab.tasks.base import StepOutput, Task
-from seqlab.tasks.sentiment import init_embeddings, with_vector_words
+from seqlab.tasks.sentiment import init_embeddings, pretrain_vectors, with_vector_words
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ class TaggingTask(Task):
         else:
             vocab = vocab or {}
             train = self.splits["train"]
+            embeddings = pretrain_vectors(embeddings, model.emb_size, cache_dir)
             words = [[w.lower() for w in s] for s in train.tokens] if lowercase_words else train.tokens
             self.vocab = with_vector_words(Vocab.build(words, vocab.get("min_freq", 1), vocab.get("max_size", 50000)),
                                            embeddings, lowercase_words)
@@ -106,7 +107,7 @@ class TaggingTask(Task):
                 raise DataError(f"data.{split}: tag(s) {', '.join(sorted(unseen))} never occur in training "
                                 f"(training tags: {' '.join(self.tags)})")
         spec = EmbeddingsConfig(**embeddings) if isinstance(embeddings, dict) else embeddings
-        residual = bool(spec is not None and spec.path and spec.residual)
+        residual = bool(spec is not None and (spec.path or spec.pretrain) and spec.residual)
         self.network = SequenceTagger(model, len(self.vocab), len(self.tags), self.vocab.pad_id, self.char_features,
                                       len(self.char_vocab), char_emb_size, char_hidden_size, packed, residual)
         if state is None:
