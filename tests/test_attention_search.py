@@ -12,7 +12,7 @@ from seqlab.models.attention import (
     GeneralAttention,
     build_attention,
 )
-from seqlab.models.search import beam_search, greedy, length_penalty
+from seqlab.models.search import beam_search, greedy, length_penalty, topk_rows
 from seqlab.models.seq2seq import Seq2Seq
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]
@@ -214,3 +214,16 @@ def test_length_penalty_values():
     assert float(length_penalty(torch.tensor(1), 0.0)) == 1.0
     assert float(length_penalty(torch.tensor(7), 1.0)) == pytest.approx(2.0)
     assert float(length_penalty(torch.tensor(13), 0.5)) == pytest.approx(3.0**0.5)
+
+
+@pytest.mark.parametrize("V", [7859, 3200, 100])
+@pytest.mark.parametrize("k", [1, 5, 10])
+def test_topk_rows_equals_topk(V, k):
+    g = torch.Generator().manual_seed(V + k)
+    x = torch.randn(13, V, generator=g)
+    x[0, -k:] = 10.0 + torch.arange(k, dtype=x.dtype)  # the best ones in the partial last block
+    x[1, 64 : 64 + k] = 10.0 + torch.arange(k, dtype=x.dtype)  # all in one block
+    values, idx = topk_rows(x, k)
+    ref_values, ref_idx = x.topk(k, dim=-1)
+    assert torch.equal(values, ref_values)
+    assert torch.equal(idx, ref_idx)  # no ties in continuous random data

@@ -53,7 +53,7 @@ class AdditiveAttention(Attention):
         # tensor of a decoder step, to bf16 for the product costs more than an fp32 matrix-vector
         # product (torch.mv, which autocast leaves alone) over it.
         q = self.query_proj(query).to(keys.dtype)  # B x T x A
-        hidden = torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1))  # B x T x S x A
+        hidden = (q.unsqueeze(2) + keys.unsqueeze(1)).tanh_()  # B x T x S x A; in place: one allocation
         v = self.v.weight.to(hidden.dtype).squeeze(0)  # A
         return hidden.reshape(-1, hidden.size(-1)).mv(v).view(hidden.shape[:-1])  # B x T x S
 

@@ -116,6 +116,30 @@ def greedy(decoder, enc, bos: int, eos: int, max_len: int, sample: bool = False,
     return Hypotheses(tokens[:, :T], scores, attention[:, :T] if attention is not None else None)
 
 
+def topk_rows(x: torch.Tensor, k: int, block: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x.topk(k, dim=-1)`` for a R x V tensor with a large V, in two stages.
+
+    The k largest values of a row lie in the k blocks (of ``block`` columns) with the largest
+    maxima: a block outside those has k blocks before it each holding a value at least as large as
+    all of its own. So one pass of block maxima and a top-k over k * block candidates give the same
+    values as a top-k over V; on a CPU this is ~2x faster for a beam's R x V log-probabilities. Among
+    equal values the index chosen may differ from ``torch.topk``'s."""
+    R, V = x.shape
+    full = V - V % block
+    if full < block * k * 4:  # too few blocks to gain
+        return x.topk(k, dim=-1)
+    blocks = x[:, :full].view(R, full // block, block)
+    best_blocks = blocks.amax(-1).topk(k, dim=-1).indices  # R x k
+    cand = blocks.gather(1, best_blocks[:, :, None].expand(R, k, block)).view(R, k * block)
+    cand_idx = (best_blocks[:, :, None] * block + torch.arange(block, device=x.device)).view(R, k * block)
+    if full < V:  # the last, partial block always competes
+        cand = torch.cat([cand, x[:, full:]], dim=1)
+        tail = torch.arange(full, V, device=x.device).expand(R, V - full)
+        cand_idx = torch.cat([cand_idx, tail], dim=1)
+    values, pos = cand.topk(k, dim=-1)
+    return values, cand_idx.gather(1, pos)
+
+
 COMPACT_AT = 0.75  # finished sentences leave the batch once the live ones are at most this share
 
 
@@ -168,7 +192,7 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
         logp = torch.log_softmax(logits, dim=-1, dtype=torch.float32)  # Bl*K x V
         # a sentence's best 2K continuations are among its beams' own best 2K each: rank K*2K, not K*V
         n = min(2 * K, logp.size(-1))
-        row_scores, row_tokens = logp.topk(n, dim=-1)  # Bl*K x n
+        row_scores, row_tokens = topk_rows(logp, n)  # Bl*K x n
         cand = (beam_scores.view(Bl * K, 1) + row_scores).view(Bl, K * n)
         top_scores, top_idx = cand.topk(2 * K, dim=1)  # 2K: K survive after the </s> ones leave
         origin, token = top_idx // n, row_tokens.view(Bl, K * n).gather(1, top_idx)  # Bl x 2K
