@@ -39,7 +39,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from seqlab.config import register_schemas, to_spec  # noqa: E402
 from seqlab.evaluate import restore_task  # noqa: E402
-from seqlab.runtime import CONF_DIR, lean_decoding_memory, return_freed_memory, seed_everything  # noqa: E402
+from seqlab.runtime import CONF_DIR, lean_decoding_memory, seed_everything  # noqa: E402
 from seqlab.training import checkpoint as ckpt_io  # noqa: E402
 from seqlab.training.trainer import Trainer  # noqa: E402
 
@@ -67,7 +67,6 @@ def build(overrides: list[str]):
 
 
 def bench_train(cfg, task, steps: int, warmup: int, window: int) -> dict:
-    return_freed_memory()  # as seqlab.train.train does
     trainer_cfg = to_spec(cfg.trainer)
     trainer = Trainer(trainer_cfg, cfg.seed, {})
     task.to(trainer.device)

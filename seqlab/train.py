@@ -21,7 +21,6 @@ from seqlab.errors import CheckpointError, ConfigError
 from seqlab.runtime import (
     CONF_DIR,
     offline_defaults,
-    return_freed_memory,
     seed_everything,
     set_threads,
     user_errors,
@@ -52,7 +51,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     run_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     offline_defaults()
-    return_freed_memory()
     set_threads(cfg.trainer.num_threads)
     seed_everything(cfg.seed)
     run_config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)

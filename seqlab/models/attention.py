@@ -28,8 +28,14 @@ class Attention(nn.Module):
         q = query.unsqueeze(1) if single else query  # B x T x Q
         scores = self.score(q, keys)  # B x T x S
         scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
-        weights = torch.softmax(scores.float(), dim=-1).to(values.dtype)  # B x T x S
-        context = torch.bmm(weights, values)  # B x T x M
+        weights = torch.softmax(scores.float(), dim=-1)  # B x T x S
+        # The context in fp32, outside autocast: per step this is B small matrix-vector products,
+        # memory-bound, as fast in fp32; in bf16 oneDNN would build and cache a kernel for every
+        # (batch, source length) shape a decoder meets (hundreds of MiB).
+        acc = torch.promote_types(values.dtype, torch.float32)
+        with torch.autocast(values.device.type, enabled=False):
+            context = torch.bmm(weights.to(acc), values.to(acc))  # B x T x M
+        weights = weights.to(values.dtype)
         return (context.squeeze(1), weights.squeeze(1)) if single else (context, weights)
 
 

@@ -164,12 +164,7 @@ class RNNDecoder(nn.Module):
         keys = self.attention.project_keys(enc.memory) if self.attention is not None else None
         feed = enc.memory.new_zeros(B, H) if self.input_feeding else None
         context = enc.summary if self.fixed_context else None
-        memory = enc.memory
-        dev = memory.device.type
-        if not torch.is_grad_enabled() and torch.is_autocast_enabled(dev):
-            # decoding: the attention values in the matmul dtype once, not cast at every step's bmm
-            memory = memory.to(torch.get_autocast_dtype(dev))
-        return DecoderState(h, c, feed, keys, memory, enc.mask, context)
+        return DecoderState(h, c, feed, keys, enc.memory, enc.mask, context)
 
     # ------------------------------------------------------------------------------- step
     def step(self, prev: torch.Tensor, state: DecoderState):
