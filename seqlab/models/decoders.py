@@ -24,7 +24,7 @@ class StepWeights:
     """Per-batch views of the weights each decoder step uses: per layer (input part, recurrent
     part) and the attentional layer's weight; each a ``SharedWeight``."""
 
-    layers: list[tuple[SharedWeight | None, SharedWeight]]
+    layers: list[tuple[SharedWeight | None, SharedWeight | None]]
     combine: SharedWeight | None
     # decoding (LSTM/RNN): layer 0's whole input projection and recurrence as one matmul over
     # [embedding; fed-back input; h], with its summed biases
@@ -232,9 +232,12 @@ class RNNDecoder(nn.Module):
         E = self.embed.embedding_dim
         cast = (lambda w: w.to(dtype)) if dtype != self.embed.weight.dtype else (lambda w: w)
         layers = []
+        fuse_first = fuse_input and self.cell != "gru"  # then layer 0 uses StepWeights.first instead
         for i in range(self.num_layers):
             w_ih, w_hh, _, _ = self._layer(i)
-            if i == 0:
+            if i == 0 and fuse_first:
+                layers.append((None, None))
+            elif i == 0:
                 fed = w_ih[:, E:] if w_ih.size(1) > E else None  # the part that multiplies fed-back input
                 if self.cell == "gru":
                     layers.append((SharedWeight(cast(fed)) if fed is not None else None, SharedWeight(cast(w_hh))))
@@ -244,7 +247,7 @@ class RNNDecoder(nn.Module):
             else:
                 layers.append((SharedWeight(cast(w_ih)), SharedWeight(cast(w_hh))))
         combine = SharedWeight(cast(self.combine.weight)) if self.combine is not None else None
-        if not (fuse_input and self.cell != "gru"):  # GRU keeps W_hh h apart (r multiplies it)
+        if not fuse_first:  # GRU keeps W_hh h apart (r multiplies it)
             return StepWeights(layers, combine)
         w_ih, w_hh, b_ih, b_hh = self._layer(0)
         return StepWeights(layers, combine, SharedWeight(cast(torch.cat([w_ih, w_hh], dim=1))), b_ih + b_hh)
@@ -286,6 +289,8 @@ class RNNDecoder(nn.Module):
             hs.append(h)
             cs.append(c)
             below = h
+        if len(hs) == 1:  # one layer: a view, not a copy per step
+            return hs[0].unsqueeze(0), (cs[0].unsqueeze(0) if c_all is not None else None)
         return torch.stack(hs), (torch.stack(cs) if c_all is not None else None)
 
     # ------------------------------------------------------------------------- training

@@ -97,8 +97,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
         gx, gw, gb = ctx.saved_tensors
         x_dtype, w_dtype = ctx.dtypes
         gx = (gx * grad_loss.to(gx.dtype)).to(x_dtype) if ctx.needs_input_grad[0] else None
-        gw_out = (gw * grad_loss).to(w_dtype) if ctx.needs_input_grad[1] else None
-        gb_out = (gb * grad_loss).to(w_dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        # in place: the saved gradients are used once (a second backward through this graph would
+        # need retain_graph, which the trainer never asks for), and a weight-sized allocation is spared
+        gw_out = gw.mul_(grad_loss).to(w_dtype) if ctx.needs_input_grad[1] else None
+        gb_out = gb.mul_(grad_loss).to(w_dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw_out, gb_out, None, None, None
 
 
