@@ -52,38 +52,29 @@ class _Collect(torch.autograd.Function):
         return gy.t().mm(x.to(gy.dtype)), None
 
 
-class _StepMM(torch.autograd.Function):
+def _product(x, w, batched: bool):
+    return torch.bmm(x, w) if batched else x.mm(w.t())
+
+
+class _Step(torch.autograd.Function):
+    """One step's product with the shared weight; its backward gives x its gradient and leaves the
+    output gradient in the stash for ``_Collect``."""
+
     @staticmethod
     def forward(ctx, x, w, stash):
         ctx.save_for_backward(w)
         ctx.stash, ctx.t, ctx.x_dtype = stash, len(stash.xs), x.dtype
         x = x.to(w.dtype)
         stash.xs.append(x)
-        return x.mm(w.t())
+        return _product(x, w, stash.batched)
 
     @staticmethod
     def backward(ctx, gy):
         (w,) = ctx.saved_tensors
         gy = gy.to(w.dtype)
         ctx.stash.gys[ctx.t] = gy
-        return gy.mm(w).to(ctx.x_dtype), None, None
-
-
-class _StepBMM(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, w, stash):
-        ctx.save_for_backward(w)
-        ctx.stash, ctx.t, ctx.x_dtype = stash, len(stash.xs), x.dtype
-        x = x.to(w.dtype)
-        stash.xs.append(x)
-        return torch.bmm(x, w)
-
-    @staticmethod
-    def backward(ctx, gy):
-        (w,) = ctx.saved_tensors
-        gy = gy.to(w.dtype)
-        ctx.stash.gys[ctx.t] = gy
-        return torch.bmm(gy, w.transpose(1, 2)).to(ctx.x_dtype), None, None
+        gx = torch.bmm(gy, w.transpose(1, 2)) if ctx.stash.batched else gy.mm(w)
+        return gx.to(ctx.x_dtype), None, None
 
 
 class SharedWeight:
@@ -97,13 +88,14 @@ class SharedWeight:
         self.w = _Collect.apply(w, self.stash) if self.track else w
 
     def mm(self, x: torch.Tensor) -> torch.Tensor:
-        if self.track:
-            return _StepMM.apply(x, self.w, self.stash)
-        return x.to(self.w.dtype).mm(self.w.t())
+        return self._apply(x, batched=False)
 
     def bmm(self, x: torch.Tensor) -> torch.Tensor:
         """``torch.bmm(x, w)`` for a stacked weight w (D x in x out), x: D x B x in."""
-        if self.track:
-            self.stash.batched = True
-            return _StepBMM.apply(x, self.w, self.stash)
-        return torch.bmm(x.to(self.w.dtype), self.w)
+        return self._apply(x, batched=True)
+
+    def _apply(self, x: torch.Tensor, batched: bool) -> torch.Tensor:
+        if not self.track:
+            return _product(x.to(self.w.dtype), self.w, batched)
+        self.stash.batched = batched  # one weight is used one way
+        return _Step.apply(x, self.w, self.stash)
