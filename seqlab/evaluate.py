@@ -87,14 +87,17 @@ def make_ensemble(tasks: list[Task], paths: list[str]) -> Task:
     return first
 
 
-def restore(spec: Any, with_data: bool, device: str = "auto") -> tuple[Task, list[str], list[dict[str, Any]]]:
+def restore(spec: Any, with_data: bool, device: str = "auto") -> tuple[Task, list[str], list[int | None]]:
     """The task of checkpoint ``spec``, or of the ensemble of a list of checkpoints; their paths and
-    the loaded checkpoints."""
+    training steps. Each checkpoint is read, restored and let go in turn (its optimizer state is
+    not kept while evaluating)."""
     paths = checkpoint_paths(spec)
-    ckpts = [ckpt_io.load(p) for p in paths]
-    tasks = [restore_task(c, with_data=with_data and k == 0, device=device, path=p)[0]
-             for k, (c, p) in enumerate(zip(ckpts, paths, strict=True))]
-    return (make_ensemble(tasks, paths) if len(tasks) > 1 else tasks[0]), paths, ckpts
+    tasks, steps = [], []
+    for k, p in enumerate(paths):
+        ckpt = ckpt_io.load(p)
+        tasks.append(restore_task(ckpt, with_data=with_data and k == 0, device=device, path=p)[0])
+        steps.append(ckpt.get("step"))
+    return (make_ensemble(tasks, paths) if len(tasks) > 1 else tasks[0]), paths, steps
 
 
 def evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
@@ -102,13 +105,13 @@ def evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     metrics.json (and hypotheses) to run_dir."""
     offline_defaults()
     run_dir = Path(run_dir)
-    task, paths, ckpts = restore(cfg.ckpt_path, with_data=True, device=cfg.device)
+    task, paths, steps = restore(cfg.ckpt_path, with_data=True, device=cfg.device)
     decode = OmegaConf.to_container(cfg.decode, resolve=True)
     with torch.inference_mode(), precision_context(cfg.precision, resolve_device(cfg.device)):
         metrics = task.evaluate(cfg.split, decode=decode)
     result = {
         "checkpoint": paths[0] if len(paths) == 1 else paths,
-        "step": ckpts[0].get("step") if len(paths) == 1 else [c.get("step") for c in ckpts],
+        "step": steps[0] if len(paths) == 1 else steps,
         "split": cfg.split,
         "decode": decode,
         "precision": cfg.precision,

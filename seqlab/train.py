@@ -18,13 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqlab.config import register_schemas, to_spec
 from seqlab.errors import CheckpointError, ConfigError
-from seqlab.runtime import (
-    CONF_DIR,
-    offline_defaults,
-    seed_everything,
-    set_threads,
-    user_errors,
-)
+from seqlab.runtime import CONF_DIR, offline_defaults, seed_everything, set_threads, user_errors
 from seqlab.training import checkpoint as ckpt_io
 from seqlab.training.tensorboard import TensorBoardLogger
 from seqlab.training.trainer import Checkpointer, Trainer

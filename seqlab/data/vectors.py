@@ -14,20 +14,22 @@ from seqlab.errors import DataError
 log = logging.getLogger(__name__)
 
 
-def vector_words(path: str, key: str = "task.embeddings.path") -> list[str]:
-    """The words of a vectors file, in file order (a word2vec header line is skipped)."""
+def _vector_lines(path: str, key: str):
+    """(line number, line) of a vectors file, without a word2vec header line (``count dim``)."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{key}: no vectors file at {p}")
     opener = gzip.open if p.suffix == ".gz" else open
-    words = []
     with opener(p, "rt", encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f, start=1):
-            parts = line.split(" ", 2)
-            if n == 1 and len(parts) == 2 and all(x.strip().isdigit() for x in parts):
+            if n == 1 and (head := line.split()) and len(head) == 2 and all(x.isdigit() for x in head):
                 continue
-            words.append(parts[0])
-    return words
+            yield n, line.rstrip()
+
+
+def vector_words(path: str, key: str = "task.embeddings.path") -> list[str]:
+    """The words of a vectors file, in file order (a word2vec header line is skipped)."""
+    return [line.split(" ", 1)[0] for _, line in _vector_lines(path, key)]
 
 
 def load_vectors(path: str, vocab: Vocab, dim: int, key: str = "task.embeddings.path") -> tuple[torch.Tensor, list[int]]:
@@ -36,33 +38,27 @@ def load_vectors(path: str, vocab: Vocab, dim: int, key: str = "task.embeddings.
     Lines are ``word v1 ... v_dim``; a word2vec header line (``count dim``) is skipped. Words
     are also looked up lower-cased when the exact form is missing (either side may be lower-cased)."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{key}: no vectors file at {p}")
     rows: dict[int, torch.Tensor] = {}
-    opener = gzip.open if p.suffix == ".gz" else open
     lower = {}
     for i, tok in enumerate(vocab.itos):
         lower.setdefault(tok.lower(), i)
-    with opener(p, "rt", encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, start=1):
-            parts = line.rstrip().split(" ")
-            if n == 1 and len(parts) == 2 and all(x.isdigit() for x in parts):
-                continue  # word2vec header
-            if len(parts) != dim + 1:
-                raise DataError(
-                    f"{p}:{n}: {len(parts) - 1} numbers after the word, expected {dim} "
-                    f"(model.emb_size must equal the vectors' dimension) ({key})"
-                )
-            word = parts[0]
-            idx = vocab.stoi.get(word)
-            if idx is None:  # a lower-cased vocabulary (task.lowercase_words), or lower-cased vectors
-                idx = lower.get(word) if word.lower() == word else vocab.stoi.get(word.lower())
-            if idx is None or idx in rows and vocab.itos[idx] != word:
-                continue
-            try:
-                rows[idx] = torch.tensor([float(x) for x in parts[1:]])
-            except ValueError:
-                raise DataError(f"{p}:{n}: not a number in the vector of {word!r} ({key})") from None
+    for n, line in _vector_lines(path, key):
+        parts = line.split(" ")
+        if len(parts) != dim + 1:
+            raise DataError(
+                f"{p}:{n}: {len(parts) - 1} numbers after the word, expected {dim} "
+                f"(model.emb_size must equal the vectors' dimension) ({key})"
+            )
+        word = parts[0]
+        idx = vocab.stoi.get(word)
+        if idx is None:  # a lower-cased vocabulary (task.lowercase_words), or lower-cased vectors
+            idx = lower.get(word) if word.lower() == word else vocab.stoi.get(word.lower())
+        if idx is None or idx in rows and vocab.itos[idx] != word:
+            continue
+        try:
+            rows[idx] = torch.tensor([float(x) for x in parts[1:]])
+        except ValueError:
+            raise DataError(f"{p}:{n}: not a number in the vector of {word!r} ({key})") from None
     weight = torch.zeros(len(vocab), dim)
     for i, v in rows.items():
         weight[i] = v

@@ -61,10 +61,13 @@ def _fused(x, w, b, target, smoothing: float, dtype: torch.dtype, with_grad: boo
         g[real:] = 0
         gc = g.to(dtype)
         gx[lo : lo + real] = gc.mm(wc)[:real]
-        gw_c = gc.t().mm(xs).to(acc)
-        gb_c = g.sum(0) if b is not None else None
-        gw = gw_c if gw is None else gw.add_(gw_c)
-        gb = gb_c if gb is None or gb_c is None else gb.add_(gb_c)
+        gw_c, gb_c = gc.t().mm(xs).to(acc), (g.sum(0) if b is not None else None)
+        if gw is None:
+            gw, gb = gw_c, gb_c
+        else:
+            gw.add_(gw_c)
+            if gb is not None:
+                gb.add_(gb_c)
     if with_grad and gw is None:  # no rows
         gw = torch.zeros(w.shape, dtype=acc, device=w.device)
         gb = torch.zeros(V, dtype=acc, device=w.device) if b is not None else None

@@ -51,10 +51,15 @@ def check_labels(split: str, data: LabelledSplit, known: Sequence[str]) -> None:
             )
 
 
+def embeddings_config(spec: EmbeddingsConfig | dict | None) -> EmbeddingsConfig | None:
+    """``task.embeddings`` as an ``EmbeddingsConfig`` (Hydra hands over a dict)."""
+    return EmbeddingsConfig(**spec) if isinstance(spec, dict) else spec
+
+
 def pretrain_vectors(spec: EmbeddingsConfig | dict | None, dim: int, cache_dir: str | None) -> EmbeddingsConfig | None:
     """``spec`` itself, or (``task.embeddings.pretrain``) ``spec`` with ``path`` naming skip-gram
     vectors trained now on the listed texts: in-budget pretraining, counted in the run's time."""
-    spec = EmbeddingsConfig(**spec) if isinstance(spec, dict) else spec
+    spec = embeddings_config(spec)
     if spec is None or not spec.pretrain:
         return spec
     if spec.path:
@@ -78,7 +83,7 @@ def pretrain_vectors(spec: EmbeddingsConfig | dict | None, dim: int, cache_dir: 
 def with_vector_words(vocab: Vocab, spec: EmbeddingsConfig | dict | None, lowercase: bool = False) -> Vocab:
     """``vocab`` plus the words of the vectors file (``task.embeddings.extend_vocab``): words never
     seen in training then keep their pretrained vectors instead of all becoming ``<unk>``."""
-    spec = EmbeddingsConfig(**spec) if isinstance(spec, dict) else spec
+    spec = embeddings_config(spec)
     if spec is None or not spec.path or not spec.extend_vocab:
         return vocab
     from seqlab.data.vectors import vector_words
@@ -97,7 +102,7 @@ def init_embeddings(embedding: torch.nn.Embedding, spec: EmbeddingsConfig | dict
     With ``fixed`` (``task.embeddings.residual``) the vectors go there, frozen, and the covered rows
     of the trainable ``embedding`` start at zero: the two are summed, so a word never seen in
     training reads its pretrained vector in the same space as the words training moved."""
-    spec = EmbeddingsConfig(**spec) if isinstance(spec, dict) else spec
+    spec = embeddings_config(spec)
     if spec is None or not spec.path:
         return
     from seqlab.data.vectors import load_vectors

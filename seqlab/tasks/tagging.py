@@ -26,7 +26,12 @@ from seqlab.errors import ConfigError, DataError
 from seqlab.metrics import accuracy, macro_f1
 from seqlab.models.heads import SequenceTagger
 from seqlab.tasks.base import StepOutput, Task
-from seqlab.tasks.sentiment import init_embeddings, pretrain_vectors, with_vector_words
+from seqlab.tasks.sentiment import (
+    embeddings_config,
+    init_embeddings,
+    pretrain_vectors,
+    with_vector_words,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +111,7 @@ class TaggingTask(Task):
             if unseen and split != "train":
                 raise DataError(f"data.{split}: tag(s) {', '.join(sorted(unseen))} never occur in training "
                                 f"(training tags: {' '.join(self.tags)})")
-        spec = EmbeddingsConfig(**embeddings) if isinstance(embeddings, dict) else embeddings
+        spec = embeddings_config(embeddings)
         residual = bool(spec is not None and (spec.path or spec.pretrain) and spec.residual)
         self.network = SequenceTagger(model, len(self.vocab), len(self.tags), self.vocab.pad_id, self.char_features,
                                       len(self.char_vocab), char_emb_size, char_hidden_size, packed, residual)
