@@ -119,13 +119,17 @@ def read_test_pairs(data_cfg) -> tuple[list[list[str]], list[list[str]]]:
     return sides[0], sides[1]
 
 
-def bench_decode(task, repeats: int, pairs=None) -> dict:
+DECODES = {
+    "greedy": {"strategy": "greedy", "max_len": 100, "batch_size": 64},
+    "beam5": {"strategy": "beam", "beam_size": 5, "max_len": 100, "batch_size": 64},
+}
+
+
+def bench_decode(task, repeats: int, pairs=None, which=tuple(DECODES)) -> dict:
     src, tgt = pairs if pairs is not None else task.splits["test"]
     out = {}
-    for name, decode in (
-        ("greedy", {"strategy": "greedy", "max_len": 100, "batch_size": 64}),
-        ("beam5", {"strategy": "beam", "beam_size": 5, "max_len": 100, "batch_size": 64}),
-    ):
+    for name in which:
+        decode = DECODES[name]
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -151,13 +155,16 @@ def main() -> None:
     ap.add_argument("--save", help="write the trained model here (a checkpoint that --ckpt and seqlab eval read)")
     ap.add_argument("--decode-repeats", type=int, default=2)
     ap.add_argument("--no-decode", action="store_true")
+    ap.add_argument("--decode", default="greedy,beam5",
+                    help="which decodings, comma-separated (one per process gives each its own peak RSS, as the "
+                         "peers' separate translate runs do)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = ap.parse_args()
     overrides = [f"trainer.precision={args.precision}", *args.overrides]
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "torch": torch.__version__, "threads": torch.get_num_threads(), "precision": args.precision,
-        "overrides": overrides,
+        "overrides": overrides, **({"ckpt": args.ckpt} if args.ckpt else {}),
     }
     if args.steps > 0 or not args.ckpt:
         cfg, task = build(overrides)
@@ -170,8 +177,10 @@ def main() -> None:
                                  "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)}, Path(args.save))
     if not args.no_decode:
         if args.ckpt:  # decoding only: the task comes from the checkpoint, not from a training build
-            lean_decoding_memory()  # as seqlab eval / predict do
-            task, run_cfg = restore_task(ckpt_io.load(args.ckpt), with_data=False)
+            lean_decoding_memory()  # as seqlab eval / predict do, and restored as they restore it
+            ckpt = ckpt_io.load(args.ckpt)
+            task, run_cfg = restore_task(ckpt, with_data=False, precision=args.precision)
+            del ckpt
             result["params"] = sum(p.numel() for p in task.network.parameters())
             pairs = read_test_pairs(run_cfg.data)
         else:
@@ -179,7 +188,7 @@ def main() -> None:
         dtype = torch.bfloat16 if args.precision == "bf16" else None
         ctx = torch.autocast("cpu", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
         with ctx:
-            result.update(bench_decode(task, args.decode_repeats, pairs))
+            result.update(bench_decode(task, args.decode_repeats, pairs, args.decode.split(",")))
     result["peak_rss_mib"] = round(peak_rss_mib(), 1)
     print(json.dumps(result), flush=True)
 

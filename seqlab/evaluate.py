@@ -26,7 +26,7 @@ from seqlab.models.heads import ProbabilityAverage
 from seqlab.runtime import CONF_DIR, lean_decoding_memory, offline_defaults, user_errors
 from seqlab.tasks.base import Task
 from seqlab.training import checkpoint as ckpt_io
-from seqlab.training.trainer import precision_context, resolve_device
+from seqlab.training.trainer import autocast_dtype, precision_context, resolve_device
 
 log = logging.getLogger("seqlab")
 
@@ -42,8 +42,13 @@ def _portable_assets(node: Any) -> Any:
     return node
 
 
-def restore_task(ckpt: dict[str, Any], with_data: bool, device: str = "auto", path: str = "") -> tuple[Task, DictConfig]:
-    """Rebuild the task of a checkpoint (its vocabularies, network and weights)."""
+def restore_task(ckpt: dict[str, Any], with_data: bool, device: str = "auto", path: str = "",
+                 precision: str = "fp32") -> tuple[Task, DictConfig]:
+    """Rebuild the task of a checkpoint (its vocabularies, network and weights).
+
+    With ``precision=bf16`` the weights themselves are cast to bfloat16: a process that only
+    evaluates then holds one copy of them, in the precision its matmuls run in (decoding would
+    otherwise make a bf16 copy beside the fp32 weights, see ``models.search.decoding_copy``)."""
     run_cfg = OmegaConf.create(_portable_assets(ckpt["config"]))
     model = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), run_cfg.model))
     corpus = instantiate(run_cfg.data, _convert_="all") if with_data else None
@@ -51,6 +56,8 @@ def restore_task(ckpt: dict[str, Any], with_data: bool, device: str = "auto", pa
                                                      cache_dir=run_cfg.get("cache_dir"))
     ckpt_io.load_weights(task.network, ckpt["model"], path or "ckpt_path")
     task.to(resolve_device(device))
+    if autocast_dtype(precision, task.device) == torch.bfloat16:
+        task.network.to(torch.bfloat16)
     task.network.eval()
     return task, run_cfg
 
@@ -87,16 +94,18 @@ def make_ensemble(tasks: list[Task], paths: list[str]) -> Task:
     return first
 
 
-def restore(spec: Any, with_data: bool, device: str = "auto") -> tuple[Task, list[str], list[int | None]]:
+def restore(spec: Any, with_data: bool, device: str = "auto",
+            precision: str = "fp32") -> tuple[Task, list[str], list[int | None]]:
     """The task of checkpoint ``spec``, or of the ensemble of a list of checkpoints; their paths and
     training steps. Each checkpoint is read, restored and let go in turn (its optimizer state is
-    not kept while evaluating)."""
+    not kept while evaluating); ``precision`` as in ``restore_task``."""
     paths = checkpoint_paths(spec)
     tasks, steps = [], []
     for k, p in enumerate(paths):
         ckpt = ckpt_io.load(p)
-        tasks.append(restore_task(ckpt, with_data=with_data and k == 0, device=device, path=p)[0])
+        tasks.append(restore_task(ckpt, with_data and k == 0, device, p, precision)[0])
         steps.append(ckpt.get("step"))
+        del ckpt
     return (make_ensemble(tasks, paths) if len(tasks) > 1 else tasks[0]), paths, steps
 
 
@@ -105,7 +114,7 @@ def evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     metrics.json (and hypotheses) to run_dir."""
     offline_defaults()
     run_dir = Path(run_dir)
-    task, paths, steps = restore(cfg.ckpt_path, with_data=True, device=cfg.device)
+    task, paths, steps = restore(cfg.ckpt_path, with_data=True, device=cfg.device, precision=cfg.precision)
     decode = OmegaConf.to_container(cfg.decode, resolve=True)
     with torch.inference_mode(), precision_context(cfg.precision, resolve_device(cfg.device)):
         metrics = task.evaluate(cfg.split, decode=decode)

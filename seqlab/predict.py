@@ -35,7 +35,7 @@ def read_inputs(spec: str) -> list[str]:
 def predict(cfg: DictConfig) -> list[str]:
     """Print one output per input line; with ``attention_dir``, write attention PNGs there."""
     offline_defaults()
-    task, _, _ = restore(cfg.ckpt_path, with_data=False, device=cfg.device)  # a list: an ensemble
+    task, _, _ = restore(cfg.ckpt_path, with_data=False, device=cfg.device, precision=cfg.precision)
     inputs = task.read_inputs(str(cfg.input))
     decode = OmegaConf.to_container(cfg.decode, resolve=True)
     with torch.inference_mode(), precision_context(cfg.precision, resolve_device(cfg.device)):

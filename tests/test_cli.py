@@ -95,6 +95,33 @@ def test_eval_prints_metrics_and_writes_metrics_json(run, tmp_path):
     assert hyps.endswith("\n") and hyps.count("\n") == 1014  # the whole Multi30k validation set
 
 
+def test_eval_in_bf16_casts_the_weights_once(run, tmp_path):
+    """precision=bf16: the restored network itself is bf16 (one copy of the weights, not fp32 ones
+    plus a bf16 decoding copy), and it decodes exactly as the bf16 copy of the fp32 network does."""
+    import torch
+
+    from seqlab.evaluate import restore_task
+    from seqlab.models.search import decoding_copy
+    from seqlab.training import checkpoint as ckpt_io
+
+    best = run["dir"] / "checkpoints" / "best.pt"
+    proc = ok(seqlab(run["env"], "eval", f"ckpt_path={best}", "precision=bf16", "decode.max_len=8",
+                     f"hydra.run.dir={tmp_path / 'eval'}"))
+    assert "val/bleu" in proc.stdout
+    ckpt = ckpt_io.load(best)
+    full, _ = restore_task(ckpt, with_data=False)
+    half, _ = restore_task(ckpt, with_data=False, precision="bf16")
+    assert {p.dtype for p in full.network.parameters()} == {torch.float32}
+    assert {p.dtype for p in half.network.parameters()} == {torch.bfloat16}
+    src = [SENTENCE.split(), "zwei hunde".split(), "eine frau mit einem hut".split()]
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert decoding_copy(half.network, {}) is half.network
+        for decode in ({"strategy": "greedy", "max_len": 8}, {"strategy": "beam", "beam_size": 3, "max_len": 8}):
+            a, b = full.translate_tokens(src, decode), half.translate_tokens(src, decode)
+            assert [t.tokens for t in a] == [t.tokens for t in b]
+            assert [t.score for t in a] == [t.score for t in b]
+
+
 def test_predict_a_sentence_with_attention_png(run, tmp_path):
     pngs = tmp_path / "att"
     proc = ok(seqlab(run["env"], "predict", f"ckpt_path={run['dir'] / 'checkpoints' / 'best.pt'}",

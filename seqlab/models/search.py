@@ -25,6 +25,8 @@ def decoding_copy(network: nn.Module, cache: dict) -> nn.Module:
     if not torch.is_autocast_enabled(dev):
         return network
     dtype = torch.get_autocast_dtype(dev)
+    if all(p.dtype == dtype for p in network.parameters() if p.is_floating_point()):
+        return network  # already in that precision (a decoding-only process, see evaluate.restore)
     versions = (dtype, *(p._version for p in network.parameters()))
     if cache.get("versions") != versions:
         cache["network"] = copy.deepcopy(network).to(dtype).eval()
