@@ -12,7 +12,7 @@ from seqlab.models.attention import (
     GeneralAttention,
     build_attention,
 )
-from seqlab.models.search import beam_search, greedy, length_penalty, topk_rows
+from seqlab.models.search import beam_search, greedy, greedy_stream, length_penalty, topk_rows
 from seqlab.models.seq2seq import Seq2Seq
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]
@@ -154,6 +154,32 @@ def test_beam_size_one_equals_greedy(cell, attention, style, alpha):
         assert T == b.attention.size(1)
     else:
         assert b.attention is None and g.attention is None
+
+
+@pytest.mark.parametrize("cell,attention,style", SEARCH_MODELS)
+@pytest.mark.parametrize("never_ends", [False, True])
+def test_greedy_stream_equals_greedy_batch_by_batch(cell, attention, style, never_ends):
+    """Streaming batches (finished sentences' rows taken by the next batch's, sources of other
+    lengths padded in) decodes every sentence as greedy decoding of its own batch does."""
+    net, src, lengths, _, eos = _toy(cell, attention, style)
+    eos = -1 if never_ends else eos  # -1: every sentence runs on to MAX_LEN
+    groups = [[0, 1, 2], [3, 4, 5], [6, 7]]  # sources of 9, 3 and 9 positions
+
+    def enc_of(rows):
+        S = int(lengths[rows].max())
+        return net.encode(src[rows, :S], lengths[rows])
+
+    sizes = [(len(g), int(lengths[g].max())) for g in groups]
+    streamed = greedy_stream(net.decoder, [lambda g=g: enc_of(g) for g in groups], sizes, 2, eos, MAX_LEN)
+    for g, hyp in zip(groups, streamed, strict=True):
+        alone = greedy(net.decoder, enc_of(g), 2, eos, MAX_LEN)
+        assert torch.equal(hyp.tokens, alone.tokens)
+        torch.testing.assert_close(hyp.scores, alone.scores)
+        if attention == "none":
+            assert hyp.attention is None and alone.attention is None
+        else:
+            assert hyp.attention.shape == alone.attention.shape
+            torch.testing.assert_close(hyp.attention, alone.attention)
 
 
 def _sequence_logprob(net, enc, tokens: torch.Tensor, eos: int) -> torch.Tensor:

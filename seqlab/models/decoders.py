@@ -16,20 +16,23 @@ from torch import nn
 from seqlab.models.attention import Attention
 from seqlab.models.dropout import Dropout
 from seqlab.models.encoders import EncoderOutput, make_rnn
+from seqlab.models.packed import Plain, packed
 from seqlab.models.shared_weight import SharedWeight
 
 
 @dataclass
 class StepWeights:
     """Per-batch views of the weights each decoder step uses: per layer (input part, recurrent
-    part) and the attentional layer's weight; each a ``SharedWeight``."""
+    part) and the attentional layer's weight; each a ``SharedWeight`` in training, and a packed
+    (or plain) weight when decoding (``models.packed``)."""
 
-    layers: list[tuple[SharedWeight | None, SharedWeight | None]]
-    combine: SharedWeight | None
+    layers: list[tuple[SharedWeight | Plain | None, SharedWeight | Plain | None]]
+    combine: SharedWeight | Plain | None
     # decoding (LSTM/RNN): layer 0's whole input projection and recurrence as one matmul over
     # [embedding; fed-back input; h], with its summed biases
-    first: SharedWeight | None = None
+    first: SharedWeight | Plain | None = None
     first_bias: torch.Tensor | None = None
+    generator: Plain | None = None  # decoding: the output layer, packed (``models.packed``)
 
 
 @dataclass
@@ -58,6 +61,29 @@ class DecoderState:
                 out[f.name] = v
             else:
                 out[f.name] = v.index_select(1 if f.name in ("h", "c") else 0, index)
+        return DecoderState(**out)
+
+    def cat(self, other: DecoderState) -> DecoderState:
+        """This state's rows, then ``other``'s (decoding a stream of batches, ``search.greedy_stream``).
+        The source side (keys, memory, mask) is padded to the longer source; padding is masked out."""
+        S = max(self.memory.size(1), other.memory.size(1))
+
+        def src_pad(v: torch.Tensor) -> torch.Tensor:
+            if v.size(1) == S:
+                return v
+            return torch.cat([v, v.new_zeros(v.size(0), S - v.size(1), *v.shape[2:])], dim=1)
+
+        out = {}
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if f.name == "weights" or a is None:
+                out[f.name] = a
+            elif f.name in ("h", "c"):
+                out[f.name] = torch.cat([a, b], dim=1)
+            elif f.name in ("keys", "memory", "mask"):
+                out[f.name] = torch.cat([src_pad(a), src_pad(b)], dim=0)
+            else:
+                out[f.name] = torch.cat([a, b], dim=0)
         return DecoderState(**out)
 
     def reorder(self, index: torch.Tensor) -> DecoderState:
@@ -171,12 +197,13 @@ class RNNDecoder(nn.Module):
         """One step. prev: B previous tokens. Returns logits B x V, new state, weights B x S | None."""
         emb = self.dropout(self.embed(prev))  # B x E
         if state.weights is None:  # once per decode (and per batch), not once per step
-            state.weights = self._recurrent_weights(fuse_input=not torch.is_grad_enabled())
+            state.weights = self._recurrent_weights(fuse_input=not torch.is_grad_enabled(), rows=prev.size(0))
         if state.weights.first is not None:
             o, state, weights = self._step(None, state, state.weights, emb=emb)
         else:
             o, state, weights = self._step(self._input_proj(emb), state, state.weights)
-        return self.generator(o), state, weights
+        out = state.weights.generator
+        return (out.linear(o) if out is not None else self.generator(o)), state, weights
 
     def _step(self, x_pre: torch.Tensor | None, state: DecoderState, w_rec: StepWeights,
               emb: torch.Tensor | None = None):
@@ -224,13 +251,18 @@ class RNNDecoder(nn.Module):
         bias = b_ih if self.cell == "gru" else b_ih + b_hh  # GRU keeps b_hh inside r * (W h + b)
         return F.linear(emb, w_ih[:, :E], bias)
 
-    def _recurrent_weights(self, fuse_input: bool = False) -> StepWeights:
+    def _recurrent_weights(self, fuse_input: bool = False, rows: int = 64) -> StepWeights:
         """The weights every step uses, prepared once per batch (see ``StepWeights``);
-        ``fuse_input`` (decoding) adds layer 0's weights as one matrix."""
+        ``fuse_input`` (decoding) adds layer 0's weights as one matrix, and packs the weights for
+        the matmul library (``models.packed``) instead of collecting their gradients."""
         dev = self.embed.weight.device.type
         dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else self.embed.weight.dtype
         E = self.embed.embedding_dim
-        cast = (lambda w: w.to(dtype)) if dtype != self.embed.weight.dtype else (lambda w: w)
+        convert = (lambda w: w.to(dtype)) if dtype != self.embed.weight.dtype else (lambda w: w)
+
+        def cast(w: torch.Tensor):  # decoding: packed for the matmul library; training: gradient collected
+            return packed(convert(w), rows=rows) if fuse_input else SharedWeight(convert(w))
+
         layers = []
         fuse_first = fuse_input and self.cell != "gru"  # then layer 0 uses StepWeights.first instead
         for i in range(self.num_layers):
@@ -240,17 +272,18 @@ class RNNDecoder(nn.Module):
             elif i == 0:
                 fed = w_ih[:, E:] if w_ih.size(1) > E else None  # the part that multiplies fed-back input
                 if self.cell == "gru":
-                    layers.append((SharedWeight(cast(fed)) if fed is not None else None, SharedWeight(cast(w_hh))))
+                    layers.append((cast(fed) if fed is not None else None, cast(w_hh)))
                 else:  # [W_fed | W_hh] @ [fed; h]: one matmul per step
                     w = torch.cat([fed, w_hh], dim=1) if fed is not None else w_hh
-                    layers.append((None, SharedWeight(cast(w))))
+                    layers.append((None, cast(w)))
             else:
-                layers.append((SharedWeight(cast(w_ih)), SharedWeight(cast(w_hh))))
-        combine = SharedWeight(cast(self.combine.weight)) if self.combine is not None else None
+                layers.append((cast(w_ih), cast(w_hh)))
+        combine = cast(self.combine.weight) if self.combine is not None else None
+        generator = packed(convert(self.generator.weight), convert(self.generator.bias), rows) if fuse_input else None
         if not fuse_first:  # GRU keeps W_hh h apart (r multiplies it)
-            return StepWeights(layers, combine)
+            return StepWeights(layers, combine, generator=generator)
         w_ih, w_hh, b_ih, b_hh = self._layer(0)
-        return StepWeights(layers, combine, SharedWeight(cast(torch.cat([w_ih, w_hh], dim=1))), b_ih + b_hh)
+        return StepWeights(layers, combine, cast(torch.cat([w_ih, w_hh], dim=1)), b_ih + b_hh, generator)
 
     def _recur(self, x_pre, extra, h_all, c_all, sw: StepWeights, emb=None):
         hs, cs = [], []

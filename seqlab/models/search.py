@@ -34,6 +34,12 @@ def decoding_copy(network: nn.Module, cache: dict) -> nn.Module:
     return cache["network"]
 
 
+def worker_count(workers: int, items: int) -> int:
+    """How many threads ``map_batches`` uses for ``items`` (``workers`` 0: one per intra-op thread)."""
+    threads = torch.get_num_threads()
+    return max(1, min(workers or threads, threads, items))
+
+
 def map_batches(fn: Callable[[T], R], batches: Sequence[T], workers: int = 0) -> list[R]:
     """``[fn(b) for b in batches]``, spread over ``workers`` threads on a CPU (0: one per intra-op
     thread), each with its share of the intra-op threads.
@@ -42,7 +48,7 @@ def map_batches(fn: Callable[[T], R], batches: Sequence[T], workers: int = 0) ->
     decoded side by side on one core each do. Grad mode, inference mode and autocast carry over.
     """
     threads = torch.get_num_threads()
-    workers = min(workers or threads, threads, len(batches))
+    workers = worker_count(workers, len(batches))
     if workers <= 1:
         return [fn(b) for b in batches]
     grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
@@ -74,21 +80,69 @@ class Hypotheses:
 @torch.no_grad()
 def greedy(decoder, enc, bos: int, eos: int, max_len: int, sample: bool = False,
            temperature: float = 1.0, top_k: int = 0) -> Hypotheses:
-    """Pick the most likely (or a sampled) token at each step until every sentence has ``</s>``.
-
-    Sentences that have ended leave the batch once a quarter of it has (see ``COMPACT_AT``), so
-    the remaining steps compute mostly live ones."""
-    state = decoder.init_state(enc)
+    """Pick the most likely (or a sampled) token at each step until every sentence has ``</s>``:
+    ``greedy_stream`` over one batch."""
     B, S = enc.memory.shape[:2]
-    dev = enc.memory.device
-    tokens = torch.full((B, max_len), eos, dtype=torch.long, device=dev)
-    scores = torch.zeros(B, device=dev)
+    return greedy_stream(decoder, [lambda: enc], [(B, S)], bos, eos, max_len, sample, temperature, top_k)[0]
+
+
+@torch.no_grad()
+def greedy_stream(decoder, encode: Sequence[Callable[[], object]], sizes: Sequence[tuple[int, int]], bos: int,
+                  eos: int, max_len: int, sample: bool = False, temperature: float = 1.0,
+                  top_k: int = 0) -> list[Hypotheses]:
+    """Greedy decoding (or sampling) of a stream of batches, one ``Hypotheses`` per batch.
+
+    ``encode[i]()`` gives batch i's encoder output, whose batch and source sizes are ``sizes[i]``.
+    At most as many sentences as the first batch has advance together. Sentences that have ended
+    leave once a quarter of the rows has (``COMPACT_AT``; fewer kernel shapes than at every step),
+    and sentences of the next batches take their rows: a sentence that runs on to ``max_len``
+    keeps its neighbours' rows busy instead of stepping alone at the end of its batch. Each
+    sentence's tokens are those of decoding it on its own (rows do not interact; a longer source
+    in the batch only adds masked positions)."""
+    dev = next(decoder.parameters()).device
+    capacity = sizes[0][0]
+    offsets = [0]
+    for b, _ in sizes:
+        offsets.append(offsets[-1] + b)
+    N, S_max = offsets[-1], max(s for _, s in sizes)
+    # one spare column: a row that has ended writes </s> (and zero attention) there, past its end
+    tokens = torch.full((N, max_len + 1), eos, dtype=torch.long, device=dev)
+    scores = torch.zeros(N, device=dev)
     attention = None
-    alive = torch.arange(B, device=dev)  # original row of each row in the batch
-    done = torch.zeros(B, dtype=torch.bool, device=dev)
-    prev = torch.full((B,), bos, dtype=torch.long, device=dev)
-    T = 0
-    for t in range(max_len):
+    pending = list(range(len(sizes)))  # batches not yet encoded
+    waiting = waiting_ids = None  # rows of an encoded batch not yet admitted
+    state = ids = t = prev = done = None  # the live rows: their state, sentence ids, next position, last token
+
+    def admit(state, ids, t, prev, done):
+        nonlocal waiting, waiting_ids
+        while (waiting is not None or pending) and (ids is None or ids.numel() < capacity):
+            if waiting is None:
+                k = pending.pop(0)
+                waiting = decoder.init_state(encode[k]())
+                waiting_ids = torch.arange(offsets[k], offsets[k + 1], device=dev)
+            take = waiting_ids.numel() if ids is None else min(capacity - ids.numel(), waiting_ids.numel())
+            rows = torch.arange(take, device=dev)
+            new = waiting.select(rows) if take < waiting_ids.numel() else waiting
+            new_ids = waiting_ids[:take]
+            if take < waiting_ids.numel():
+                rest = torch.arange(take, waiting_ids.numel(), device=dev)
+                waiting, waiting_ids = waiting.select(rest), waiting_ids[take:]
+            else:
+                waiting = waiting_ids = None
+            fresh = torch.full((take,), bos, dtype=torch.long, device=dev)
+            if ids is None:
+                state, ids, t, prev = new, new_ids, torch.zeros(take, dtype=torch.long, device=dev), fresh
+                done = torch.zeros(take, dtype=torch.bool, device=dev)
+            else:
+                new.weights = state.weights  # prepared once per decode
+                state = state.cat(new)
+                ids, prev = torch.cat([ids, new_ids]), torch.cat([prev, fresh])
+                t = torch.cat([t, torch.zeros(take, dtype=torch.long, device=dev)])
+                done = torch.cat([done, torch.zeros(take, dtype=torch.bool, device=dev)])
+        return state, ids, t, prev, done
+
+    state, ids, t, prev, done = admit(state, ids, t, prev, done)
+    while ids is not None:
         logits, state, w = decoder.step(prev, state)
         logits = logits.float()
         if sample:
@@ -101,21 +155,34 @@ def greedy(decoder, enc, bos: int, eos: int, max_len: int, sample: bool = False,
         else:
             best, tok = logits.max(-1)
         tok = tok.masked_fill(done, eos)
-        scores[alive] += (best - torch.logsumexp(logits, -1)).masked_fill(done, 0.0)  # log p of the token
-        tokens[alive, t] = tok
+        scores[ids] += (best - torch.logsumexp(logits, -1)).masked_fill(done, 0.0)  # log p of the token
+        pos = t.clamp(max=max_len)
+        tokens[ids, pos] = tok
         if w is not None:
             if attention is None:
-                attention = torch.zeros(B, max_len, S, device=dev)
-            attention[alive, t] = w.float().masked_fill(done[:, None], 0.0)
-        T = t + 1
-        done = done | (tok == eos)
-        if bool(done.all()):
-            break
-        if _compact(done):
+                attention = torch.zeros(N, max_len + 1, S_max, device=dev)
+            attention[ids, pos, : w.size(1)] = w.float().masked_fill(done[:, None], 0.0)
+        t = t + 1
+        done = done | (tok == eos) | (t >= max_len)
+        live = int((~done).sum())
+        if live == 0 or _compact(done):
             keep = (~done).nonzero().squeeze(1)
-            alive, tok, done, state = alive[keep], tok[keep], done[keep], state.select(keep)
+            if live == 0:
+                state = ids = None
+            else:
+                state, ids, t, done, tok = state.select(keep), ids[keep], t[keep], done[keep], tok[keep]
+            state, ids, t, tok, done = admit(state, ids, t, tok, done)
         prev = tok
-    return Hypotheses(tokens[:, :T], scores, attention[:, :T] if attention is not None else None)
+    tokens = tokens[:, :max_len]
+    ended = tokens == eos  # each sentence's length: up to its first </s>, or max_len
+    lengths = torch.where(ended.any(1), ended.int().argmax(1) + 1, max_len)
+    out = []
+    for k in range(len(sizes)):
+        a, b = offsets[k], offsets[k + 1]
+        T = int(lengths[a:b].max()) if b > a else 0
+        att = attention[a:b, :T, : sizes[k][1]] if attention is not None else None
+        out.append(Hypotheses(tokens[a:b, :T], scores[a:b], att))
+    return out
 
 
 def topk_rows(x: torch.Tensor, k: int, block: int = 64) -> tuple[torch.Tensor, torch.Tensor]:

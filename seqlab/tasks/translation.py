@@ -19,7 +19,14 @@ from seqlab.data.vocab import Vocab
 from seqlab.errors import DataError
 from seqlab.metrics import bleu, chrf, perplexity
 from seqlab.models.output_loss import linear_cross_entropy
-from seqlab.models.search import beam_search, decoding_copy, greedy, map_batches
+from seqlab.models.search import (
+    Hypotheses,
+    beam_search,
+    decoding_copy,
+    greedy_stream,
+    map_batches,
+    worker_count,
+)
 from seqlab.models.seq2seq import Seq2Seq
 from seqlab.tasks.base import StepOutput, Task
 
@@ -233,19 +240,32 @@ class TranslationTask(Task):
         results: list[Translation | None] = [None] * len(encoded)
         strategy = getattr(decode.strategy, "value", decode.strategy)
 
-        def run(idx: list[int]):
-            src, src_len = pad([encoded[i] for i in idx], self.src_vocab.pad_id)
-            enc = network.encode(src.to(self.device), src_len.to(self.device))
-            if strategy == "beam":
-                return beam_search(network.decoder, enc, v.bos_id, v.eos_id, decode.max_len,
-                                   decode.beam_size, decode.length_penalty)
-            return greedy(network.decoder, enc, v.bos_id, v.eos_id, decode.max_len,
-                          sample=strategy == "sample", temperature=decode.temperature, top_k=decode.top_k)
+        def encoder(idx: list[int]):
+            def encode():
+                src, src_len = pad([encoded[i] for i in idx], self.src_vocab.pad_id)
+                return network.encode(src.to(self.device), src_len.to(self.device))
+            return encode
+
+        def beam(idx: list[int]) -> Hypotheses:
+            return beam_search(network.decoder, encoder(idx)(), v.bos_id, v.eos_id, decode.max_len,
+                               decode.beam_size, decode.length_penalty)
+
+        def stream(chunk: list[list[int]]) -> list[Hypotheses]:
+            sizes = [(len(idx), max(len(encoded[i]) for i in idx)) for idx in chunk]
+            return greedy_stream(network.decoder, [encoder(idx) for idx in chunk], sizes, v.bos_id, v.eos_id,
+                                 decode.max_len, sample=strategy == "sample", temperature=decode.temperature,
+                                 top_k=decode.top_k)
 
         batches = list(eval_batches([len(s) for s in encoded], decode.batch_size))
         # sampling stays in one thread so that a seed gives the same samples
         workers = 1 if strategy == "sample" or self.device.type != "cpu" else decode.workers
-        for idx, hyp in zip(batches, map_batches(run, batches, workers), strict=True):
+        if strategy == "beam":
+            hyps = map_batches(beam, batches, workers)
+        else:  # greedy and sampling: one stream of batches per worker (see greedy_stream)
+            n = worker_count(workers, len(batches))
+            streams = map_batches(stream, [batches[k::n] for k in range(n)], workers)
+            hyps = [streams[i % n][i // n] for i in range(len(batches))]
+        for idx, hyp in zip(batches, hyps, strict=True):
             for row, i in enumerate(idx):
                 toks = v.decode(hyp.tokens[row].tolist())
                 attn = None
