@@ -253,3 +253,17 @@ def test_topk_rows_equals_topk(V, k):
     ref_values, ref_idx = x.topk(k, dim=-1)
     assert torch.equal(values, ref_values)
     assert torch.equal(idx, ref_idx)  # no ties in continuous random data
+
+
+def test_beam_state_keeps_one_copy_of_each_source():
+    """Beam search's K hypotheses per sentence share that sentence's memory, keys and mask."""
+    net, src, lengths, enc, _ = _toy("lstm", "additive", "luong")
+    state = net.decoder.init_state(enc).expand(4)
+    B = src.size(0)
+    assert state.h.size(1) == state.c.size(1) == state.feed.size(0) == B * 4
+    assert state.memory.size(0) == state.keys.size(0) == state.mask.size(0) == B
+    rows, sources = torch.tensor([0, 1, 2, 3, 8, 9, 10, 11]), torch.tensor([0, 2])
+    picked = state.select(rows, sources)
+    assert picked.h.size(1) == 8 and picked.memory.size(0) == 2 and picked.beams == 4
+    with pytest.raises(ValueError, match="source rows"):
+        state.select(rows)

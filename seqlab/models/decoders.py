@@ -42,11 +42,13 @@ class StepWeights:
 
 @dataclass
 class DecoderState:
-    """Everything one decoding step needs; ``select`` reorders it along the batch (beam search).
+    """Everything one decoding step needs; ``select`` reorders it along the batch.
 
-    h, c: L x B x H (c only for LSTM); feed: B x H previous attentional vector (input feeding);
-    keys: B x S x K projected attention keys; memory: B x S x M; mask: B x S; context: B x M fixed
-    context vector (Cho et al.) or None.
+    h, c: L x N x H (c only for LSTM); feed: N x H previous attentional vector (input feeding);
+    context: N x M fixed context vector (Cho et al.) or None; these are per hypothesis (N rows).
+    keys: B x S x K projected attention keys; memory: B x S x M; mask: B x S: per source sentence,
+    shared by its ``beams`` consecutive hypothesis rows (N = B * beams; beam search keeps one copy
+    of each source's memory instead of one per beam).
     """
 
     h: torch.Tensor
@@ -57,16 +59,41 @@ class DecoderState:
     mask: torch.Tensor
     context: torch.Tensor | None
     weights: StepWeights | None = None  # the step weights, built at the first step of a decode
+    beams: int = 1
 
-    def select(self, index: torch.Tensor) -> DecoderState:
+    PER_SOURCE = ("keys", "memory", "mask")
+
+    def _map(self, per_hypothesis, per_source, **changes) -> DecoderState:
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name == "weights" or v is None:
+            if f.name in ("weights", "beams") or v is None:
                 out[f.name] = v
+            elif f.name in self.PER_SOURCE:
+                out[f.name] = per_source(v)
             else:
-                out[f.name] = v.index_select(1 if f.name in ("h", "c") else 0, index)
-        return DecoderState(**out)
+                out[f.name] = per_hypothesis(v, 1 if f.name in ("h", "c") else 0)
+        return DecoderState(**{**out, **changes})
+
+    def select(self, index: torch.Tensor, sources: torch.Tensor | None = None) -> DecoderState:
+        """Hypothesis rows ``index``; with beams, the source rows ``sources`` they belong to."""
+        if sources is None and self.beams != 1:
+            raise ValueError("DecoderState.select with beams needs the source rows too")
+        src = index if sources is None else sources
+        return self._map(lambda v, d: v.index_select(d, index), lambda v: v.index_select(0, src))
+
+    def expand(self, beams: int) -> DecoderState:
+        """``beams`` hypothesis rows per source row (beam search); the source side is not copied."""
+        return self._map(lambda v, d: v.repeat_interleave(beams, dim=d), lambda v: v, beams=beams * self.beams)
+
+    def reorder(self, index: torch.Tensor) -> DecoderState:
+        """Reorder hypotheses among the beams of the same sentences (beam search): only the
+        per-hypothesis parts move."""
+        return self._map(lambda v, d: v.index_select(d, index), lambda v: v)
+
+    @property
+    def hx(self):
+        return self.h if self.c is None else (self.h, self.c)
 
     def cat(self, other: DecoderState) -> DecoderState:
         """This state's rows, then ``other``'s (decoding a stream of batches, ``search.greedy_stream``).
@@ -78,29 +105,20 @@ class DecoderState:
                 return v
             return torch.cat([v, v.new_zeros(v.size(0), S - v.size(1), *v.shape[2:])], dim=1)
 
+        if self.beams != 1 or other.beams != 1:
+            raise ValueError("DecoderState.cat joins states of one hypothesis per source")
         out = {}
         for f in fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
-            if f.name == "weights" or a is None:
+            if f.name in ("weights", "beams") or a is None:
                 out[f.name] = a
             elif f.name in ("h", "c"):
                 out[f.name] = torch.cat([a, b], dim=1)
-            elif f.name in ("keys", "memory", "mask"):
+            elif f.name in self.PER_SOURCE:
                 out[f.name] = torch.cat([src_pad(a), src_pad(b)], dim=0)
             else:
                 out[f.name] = torch.cat([a, b], dim=0)
         return DecoderState(**out)
-
-    def reorder(self, index: torch.Tensor) -> DecoderState:
-        """Reorder hypotheses among the beams of the same sentences (beam search): only the
-        per-hypothesis parts move; keys, memory, mask and context are equal across those beams."""
-        pick = lambda v, dim: None if v is None else v.index_select(dim, index)  # noqa: E731
-        return DecoderState(pick(self.h, 1), pick(self.c, 1), pick(self.feed, 0), self.keys, self.memory,
-                            self.mask, self.context, self.weights)
-
-    @property
-    def hx(self):
-        return self.h if self.c is None else (self.h, self.c)
 
 
 class RNNDecoder(nn.Module):
@@ -219,7 +237,7 @@ class RNNDecoder(nn.Module):
         dropout), the new state and the attention weights."""
         weights = None
         if self.attention is not None and self.style == "bahdanau":
-            ctx, weights = self.attention(state.h[-1], state.keys, state.memory, state.mask)
+            ctx, weights = self._attend(state.h[-1], state)
             extra = ctx  # the previous state scores the source; the context enters the recurrence
         elif self.input_feeding:
             extra = state.feed
@@ -230,14 +248,23 @@ class RNNDecoder(nn.Module):
         h, c = self._recur(x_pre, extra, state.h, state.c, w_rec, emb)
         h_t = h[-1]  # B x H
         if self.attention is not None and self.style == "luong":
-            ctx, weights = self.attention(h_t, state.keys, state.memory, state.mask)
+            ctx, weights = self._attend(h_t, state)
         elif self.fixed_context:
             ctx = state.context
         o = torch.tanh(w_rec.combine.mm(torch.cat([h_t, ctx], dim=-1))) if self.combine is not None else h_t
         o = self.dropout(o)
         new = DecoderState(h, c, o if self.input_feeding else None, state.keys, state.memory, state.mask, state.context,
-                           state.weights)
+                           state.weights, state.beams)
         return o, new, weights
+
+    def _attend(self, query: torch.Tensor, state: DecoderState):
+        """Attention for one step's N x Q queries. With beams, each source's ``beams`` queries
+        attend to its one copy of the memory together (as the T steps of one sentence would)."""
+        if state.beams == 1:
+            return self.attention(query, state.keys, state.memory, state.mask)
+        B = state.memory.size(0)
+        ctx, weights = self.attention(query.view(B, state.beams, -1), state.keys, state.memory, state.mask)
+        return ctx.reshape(B * state.beams, -1), weights.reshape(B * state.beams, -1)
 
     # ------------------------------------------------------------------- fused recurrence
     # The step-by-step path computes the cells by hand from the nn.RNN/GRU/LSTM parameters (same

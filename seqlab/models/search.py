@@ -86,6 +86,40 @@ def greedy(decoder, enc, bos: int, eos: int, max_len: int, sample: bool = False,
     return greedy_stream(decoder, [lambda: enc], [(B, S)], bos, eos, max_len, sample, temperature, top_k)[0]
 
 
+@dataclass
+class _Rows:
+    """Sentences decoding side by side in ``greedy_stream``: the decoder state, each row's sentence
+    id, next position, last token and whether it has ended."""
+
+    state: object
+    ids: torch.Tensor
+    t: torch.Tensor
+    prev: torch.Tensor
+    done: torch.Tensor
+
+    @classmethod
+    def start(cls, state, ids: torch.Tensor, bos: int) -> _Rows:
+        return cls(state, ids, torch.zeros_like(ids), torch.full_like(ids, bos), torch.zeros_like(ids, dtype=torch.bool))
+
+    def __len__(self) -> int:
+        return self.ids.numel()
+
+    def take(self, index: torch.Tensor) -> _Rows:
+        return _Rows(self.state.select(index), self.ids[index], self.t[index], self.prev[index], self.done[index])
+
+    def split(self, n: int) -> tuple[_Rows, _Rows | None]:
+        """The first n rows, and the rest (None when none is left)."""
+        if n >= len(self):
+            return self, None
+        index = torch.arange(len(self), device=self.ids.device)
+        return self.take(index[:n]), self.take(index[n:])
+
+    def cat(self, other: _Rows) -> _Rows:
+        other.state.weights = self.state.weights  # prepared once per decode, not per batch
+        return _Rows(self.state.cat(other.state), *(torch.cat([getattr(self, f), getattr(other, f)])
+                                                    for f in ("ids", "t", "prev", "done")))
+
+
 @torch.no_grad()
 def greedy_stream(decoder, encode: Sequence[Callable[[], object]], sizes: Sequence[tuple[int, int]], bos: int,
                   eos: int, max_len: int, sample: bool = False, temperature: float = 1.0,
@@ -110,40 +144,22 @@ def greedy_stream(decoder, encode: Sequence[Callable[[], object]], sizes: Sequen
     scores = torch.zeros(N, device=dev)
     attention = None
     pending = list(range(len(sizes)))  # batches not yet encoded
-    waiting = waiting_ids = None  # rows of an encoded batch not yet admitted
-    state = ids = t = prev = done = None  # the live rows: their state, sentence ids, next position, last token
+    waiting: _Rows | None = None  # sentences of an encoded batch that have no row yet
 
-    def admit(state, ids, t, prev, done):
-        nonlocal waiting, waiting_ids
-        while (waiting is not None or pending) and (ids is None or ids.numel() < capacity):
+    def refill(rows: _Rows | None) -> _Rows | None:
+        nonlocal waiting
+        while (waiting is not None or pending) and (rows is None or len(rows) < capacity):
             if waiting is None:
                 k = pending.pop(0)
-                waiting = decoder.init_state(encode[k]())
-                waiting_ids = torch.arange(offsets[k], offsets[k + 1], device=dev)
-            take = waiting_ids.numel() if ids is None else min(capacity - ids.numel(), waiting_ids.numel())
-            rows = torch.arange(take, device=dev)
-            new = waiting.select(rows) if take < waiting_ids.numel() else waiting
-            new_ids = waiting_ids[:take]
-            if take < waiting_ids.numel():
-                rest = torch.arange(take, waiting_ids.numel(), device=dev)
-                waiting, waiting_ids = waiting.select(rest), waiting_ids[take:]
-            else:
-                waiting = waiting_ids = None
-            fresh = torch.full((take,), bos, dtype=torch.long, device=dev)
-            if ids is None:
-                state, ids, t, prev = new, new_ids, torch.zeros(take, dtype=torch.long, device=dev), fresh
-                done = torch.zeros(take, dtype=torch.bool, device=dev)
-            else:
-                new.weights = state.weights  # prepared once per decode
-                state = state.cat(new)
-                ids, prev = torch.cat([ids, new_ids]), torch.cat([prev, fresh])
-                t = torch.cat([t, torch.zeros(take, dtype=torch.long, device=dev)])
-                done = torch.cat([done, torch.zeros(take, dtype=torch.bool, device=dev)])
-        return state, ids, t, prev, done
+                ids = torch.arange(offsets[k], offsets[k + 1], device=dev)
+                waiting = _Rows.start(decoder.init_state(encode[k]()), ids, bos)
+            head, waiting = waiting.split(len(waiting) if rows is None else capacity - len(rows))
+            rows = head if rows is None else rows.cat(head)
+        return rows
 
-    state, ids, t, prev, done = admit(state, ids, t, prev, done)
-    while ids is not None:
-        logits, state, w = decoder.step(prev, state)
+    rows = refill(None)
+    while rows is not None:
+        logits, rows.state, w = decoder.step(rows.prev, rows.state)
         logits = logits.float()
         if sample:
             z = logits / max(temperature, 1e-6)
@@ -154,25 +170,21 @@ def greedy_stream(decoder, encode: Sequence[Callable[[], object]], sizes: Sequen
             best = logits.gather(1, tok[:, None]).squeeze(1)
         else:
             best, tok = logits.max(-1)
+        done = rows.done
         tok = tok.masked_fill(done, eos)
-        scores[ids] += (best - torch.logsumexp(logits, -1)).masked_fill(done, 0.0)  # log p of the token
-        pos = t.clamp(max=max_len)
-        tokens[ids, pos] = tok
+        scores[rows.ids] += (best - torch.logsumexp(logits, -1)).masked_fill(done, 0.0)  # log p of the token
+        pos = rows.t.clamp(max=max_len)
+        tokens[rows.ids, pos] = tok
         if w is not None:
             if attention is None:
                 attention = torch.zeros(N, max_len + 1, S_max, device=dev)
-            attention[ids, pos, : w.size(1)] = w.float().masked_fill(done[:, None], 0.0)
-        t = t + 1
-        done = done | (tok == eos) | (t >= max_len)
-        live = int((~done).sum())
-        if live == 0 or _compact(done):
-            keep = (~done).nonzero().squeeze(1)
-            if live == 0:
-                state = ids = None
-            else:
-                state, ids, t, done, tok = state.select(keep), ids[keep], t[keep], done[keep], tok[keep]
-            state, ids, t, tok, done = admit(state, ids, t, tok, done)
-        prev = tok
+            attention[rows.ids, pos, : w.size(1)] = w.float().masked_fill(done[:, None], 0.0)
+        rows.t = rows.t + 1
+        rows.done = done | (tok == eos) | (rows.t >= max_len)
+        rows.prev = tok
+        live = int((~rows.done).sum())
+        if live == 0 or _compact(rows.done):
+            rows = refill(rows.take((~rows.done).nonzero().squeeze(1)) if live else None)
     tokens = tokens[:, :max_len]
     ended = tokens == eos  # each sentence's length: up to its first </s>, or max_len
     lengths = torch.where(ended.any(1), ended.int().argmax(1) + 1, max_len)
@@ -239,7 +251,7 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
     K = beam_size
     B, S = enc.memory.shape[:2]
     dev = enc.memory.device
-    state = decoder.init_state(enc).select(torch.arange(B, device=dev).repeat_interleave(K))
+    state = decoder.init_state(enc).expand(K)  # K hypothesis rows per sentence, one copy of its memory
     alive = torch.arange(B, device=dev)  # original sentence of each sentence in the batch
     finished = torch.zeros(B, dtype=torch.bool, device=dev)
     prev = torch.full((B * K,), bos, dtype=torch.long, device=dev)
@@ -303,7 +315,7 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
             rows = (stay[:, None] * K + beam_offsets).view(-1)
             sel, keep_scores, keep_token = sel[rows], keep_scores[stay], keep_token[stay]
             alive, finished = alive[stay], finished[stay]
-            state = state.select(sel)  # memory, keys and mask shrink with the per-hypothesis parts
+            state = state.select(sel, stay)  # the hypotheses kept, and their sentences' memory
         else:
             state = state.reorder(sel)  # sel stays within each sentence's K rows
         history = torch.cat([history.index_select(0, sel), keep_token.view(-1, 1)], dim=1)
