@@ -175,6 +175,7 @@ def test_translation_task_contract(preset):
         assert t.attention is None
     (b,) = task.translate(["w1 w2 w3"], {"strategy": "beam", "beam_size": 3, "max_len": 5})
     assert len(b.tokens) <= 5 and b.score <= 0
+    assert task.translate([], {"max_len": 5}) == [] == task.translate([], {"strategy": "beam", "max_len": 5})
     state = task.state()
     restored = TranslationTask(model=to_spec(cfg.model), state=state)
     assert restored.src_vocab == task.src_vocab and restored.tgt_vocab == task.tgt_vocab

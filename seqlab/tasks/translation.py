@@ -263,7 +263,7 @@ class TranslationTask(Task):
             hyps = map_batches(beam, batches, workers)
         else:  # greedy and sampling: one stream of batches per worker (see greedy_stream)
             n = worker_count(workers, len(batches))
-            streams = map_batches(stream, [batches[k::n] for k in range(n)], workers)
+            streams = map_batches(stream, [batches[k::n] for k in range(n) if batches[k::n]], workers)
             hyps = [streams[i % n][i // n] for i in range(len(batches))]
         for idx, hyp in zip(batches, hyps, strict=True):
             for row, i in enumerate(idx):
