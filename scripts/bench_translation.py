@@ -172,9 +172,8 @@ def main() -> None:
     if args.steps > 0:
         result.update(bench_train(cfg, task, args.steps, args.warmup, args.window))
         if args.save:
-            ckpt_io.atomic_save({"format": ckpt_io.FORMAT, "version": ckpt_io.VERSION, "step": args.warmup + args.steps,
-                                 "model": task.network.state_dict(), "task": task.state(),
-                                 "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)}, Path(args.save))
+            config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+            ckpt_io.atomic_save(ckpt_io.model_checkpoint(task, config, args.warmup + args.steps), Path(args.save))
     if not args.no_decode:
         if args.ckpt:  # decoding only: the task comes from the checkpoint, not from a training build
             lean_decoding_memory()  # as seqlab eval / predict do, and restored as they restore it

@@ -251,8 +251,7 @@ def _saved(task: TaggingTask, path, seed: int):
     cfg = {"model": plain(task.model_cfg),
            "task": plain(TaggingTaskConfig(char_features="lstm", char_emb_size=8, char_hidden_size=8)),
            "data": {"_target_": "seqlab.data.conllu.TaggedCorpus"}}
-    ckpt_io.atomic_save({"format": ckpt_io.FORMAT, "version": ckpt_io.VERSION, "model": task.network.state_dict(),
-                         "config": cfg, "task": task.state()}, path)
+    ckpt_io.atomic_save(ckpt_io.model_checkpoint(task, cfg, None), path)
     return str(path)
 
 

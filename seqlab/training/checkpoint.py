@@ -18,6 +18,14 @@ FORMAT = "seqlab-checkpoint"
 VERSION = 1
 
 
+def model_checkpoint(task: Any, config: dict[str, Any], step: int | None, **extra: Any) -> dict[str, Any]:
+    """A checkpoint's entries that reading it back needs (``evaluate.restore_task``): format,
+    version, the network's weights, the task's state (vocabularies and the like) and the run's
+    config; ``extra`` adds training state (optimizer, sampler, ...)."""
+    return {"format": FORMAT, "version": VERSION, "torch_version": str(torch.__version__),
+            "model": task.network.state_dict(), "task": task.state(), "config": config, "step": step, **extra}
+
+
 def atomic_save(obj: Any, path: str | Path) -> None:
     """Write to a temporary file in the same directory, then rename: never a half-written file."""
     path = Path(path)

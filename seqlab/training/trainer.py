@@ -231,24 +231,18 @@ class Trainer:
     def _save(self, path: Path) -> None:
         st = self.state
         ckpt_io.atomic_save(
-            {
-                "format": ckpt_io.FORMAT,
-                "version": ckpt_io.VERSION,
-                "torch_version": str(torch.__version__),
-                "model": self.task.network.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "step": st.step,
-                "epoch": st.epoch,
-                "train_seconds": st.train_seconds,
-                "sampler": self.sampler.state_dict(),
-                "rng": ckpt_io.rng_state(),
-                "monitor": {"name": self.checkpointer.monitor, "mode": self.checkpointer.mode,
-                            "best": self.checkpointer.best, "bad_validations": st.bad_validations},
-                "metrics": {"last": st.last_val, "best": st.best_val},
-                "config": self.run_config,
-                "task": self.task.state(),
-            },
+            ckpt_io.model_checkpoint(
+                self.task, self.run_config, st.step,
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict() if self.scheduler is not None else None,
+                epoch=st.epoch,
+                train_seconds=st.train_seconds,
+                sampler=self.sampler.state_dict(),
+                rng=ckpt_io.rng_state(),
+                monitor={"name": self.checkpointer.monitor, "mode": self.checkpointer.mode,
+                         "best": self.checkpointer.best, "bad_validations": st.bad_validations},
+                metrics={"last": st.last_val, "best": st.best_val},
+            ),
             path,
         )
 
