@@ -63,16 +63,20 @@ class DecoderState:
 
     PER_SOURCE = ("keys", "memory", "mask")
 
-    def _map(self, per_hypothesis, per_source, **changes) -> DecoderState:
+    def _map(self, per_hypothesis, per_source, *others: DecoderState, **changes) -> DecoderState:
+        """A new state from this one's tensors (and the same fields of ``others``):
+        ``per_hypothesis(*tensors, batch_dim)`` and ``per_source(*tensors)``; weights and beams carry over."""
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name in ("weights", "beams") or v is None:
                 out[f.name] = v
-            elif f.name in self.PER_SOURCE:
-                out[f.name] = per_source(v)
+                continue
+            vs = (v, *(getattr(o, f.name) for o in others))
+            if f.name in self.PER_SOURCE:
+                out[f.name] = per_source(*vs)
             else:
-                out[f.name] = per_hypothesis(v, 1 if f.name in ("h", "c") else 0)
+                out[f.name] = per_hypothesis(*vs, 1 if f.name in ("h", "c") else 0)
         return DecoderState(**{**out, **changes})
 
     def select(self, index: torch.Tensor, sources: torch.Tensor | None = None) -> DecoderState:
@@ -107,18 +111,8 @@ class DecoderState:
 
         if self.beams != 1 or other.beams != 1:
             raise ValueError("DecoderState.cat joins states of one hypothesis per source")
-        out = {}
-        for f in fields(self):
-            a, b = getattr(self, f.name), getattr(other, f.name)
-            if f.name in ("weights", "beams") or a is None:
-                out[f.name] = a
-            elif f.name in ("h", "c"):
-                out[f.name] = torch.cat([a, b], dim=1)
-            elif f.name in self.PER_SOURCE:
-                out[f.name] = torch.cat([src_pad(a), src_pad(b)], dim=0)
-            else:
-                out[f.name] = torch.cat([a, b], dim=0)
-        return DecoderState(**out)
+        return self._map(lambda a, b, d: torch.cat([a, b], dim=d),
+                         lambda a, b: torch.cat([src_pad(a), src_pad(b)], dim=0), other)
 
 
 class RNNDecoder(nn.Module):

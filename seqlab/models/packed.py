@@ -47,15 +47,14 @@ class Packed(Plain):
         return torch.ops.mkldnn._linear_pointwise(x.to(self.w.dtype), self.packed, None, "none", [], "")
 
     def linear(self, x: torch.Tensor) -> torch.Tensor:
-        b = self.b.to(self.w.dtype) if self.b is not None else None
-        return torch.ops.mkldnn._linear_pointwise(x.to(self.w.dtype), self.packed, b, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise(x.to(self.w.dtype), self.packed, self.b, "none", [], "")
 
 
 def packed(w: torch.Tensor, b: torch.Tensor | None = None, rows: int = 64) -> Plain:
     """``w`` (out x in) and bias ``b`` ready for repeated products without gradients, with inputs
     of about ``rows`` rows (any number works; the layout is tuned for that one)."""
     w = w.detach().contiguous()
-    b = b.detach() if b is not None else None
+    b = b.detach().to(w.dtype) if b is not None else None  # once, not at every product
     if _can_pack(w):
         try:
             return Packed(w, b, rows)
