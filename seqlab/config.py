@@ -481,6 +481,24 @@ class EmbeddingsConfig:
 
 
 @dataclass
+class LMPretrainConfig:
+    """Language-model pretraining of the task's own embedding and RNN on unlabelled text before it
+    sees a label (``seqlab.models.bilm``): counted in the run's time, like task.embeddings.pretrain."""
+
+    text: list[str] = field(default_factory=list)  # imdb | sst2 | ud_ewt (bundled, no labels read) | a text file; [] = off
+    minutes: float = 10.0  # wall-clock budget (0: steps alone)
+    steps: int = 0  # at most this many updates (0: minutes alone)
+    extend_vocab: bool = False  # words of the text seen >= min_count times get their own row (trained by the LM)
+    min_count: int = 3
+    seq_len: int = 64  # tokens per segment of the text stream
+    batch_size: int = 64
+    lr: float = 2.0e-3
+    cutoffs: list[int] = field(default_factory=lambda: [2000, 10000])  # adaptive softmax clusters
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    device: str = "auto"  # auto: cuda when there is one, else cpu
+
+
+@dataclass
 class SentimentTaskConfig:
     _target_: str = "seqlab.tasks.sentiment.SentimentTask"
     _partial_: bool = True
@@ -492,6 +510,7 @@ class SentimentTaskConfig:
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
     packed: bool = True  # false: the RNN runs over the padded batch (same result; faster LSTM on a CPU)
     word_dropout: float = 0.0  # training tokens replaced by <unk> (so that unknown words have a trained input)
+    lm_pretrain: LMPretrainConfig = field(default_factory=LMPretrainConfig)
     eval_batch_size: int = 128
     num_samples: int = 3  # validation texts logged with their attention weights
 

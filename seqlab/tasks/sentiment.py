@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from seqlab.config import EmbeddingsConfig, ModelConfig
+from seqlab.config import EmbeddingsConfig, LMPretrainConfig, ModelConfig
 from seqlab.data.batch import eval_batches, pad
 from seqlab.data.classification import LabelledCorpus, LabelledSplit, tokenize_text, truncate
 from seqlab.data.vocab import Vocab
@@ -117,6 +117,66 @@ def init_embeddings(embedding: torch.nn.Embedding, spec: EmbeddingsConfig | dict
     embedding.weight.requires_grad_(not spec.freeze)
 
 
+def lm_pretrain_config(spec: LMPretrainConfig | dict | None) -> LMPretrainConfig | None:
+    """``task.lm_pretrain`` as an ``LMPretrainConfig`` (None when off), its values checked."""
+    spec = LMPretrainConfig(**spec) if isinstance(spec, dict) else spec
+    if spec is None or not spec.text:
+        return None
+    if spec.minutes < 0 or spec.steps < 0 or (spec.minutes == 0 and spec.steps == 0):
+        raise ConfigError(f"task.lm_pretrain: give a budget, minutes > 0 or steps > 0 (got minutes={spec.minutes}, "
+                          f"steps={spec.steps})")
+    if spec.precision not in ("fp32", "bf16"):
+        raise ConfigError(f"task.lm_pretrain.precision={spec.precision!r}: fp32 or bf16")
+    if spec.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"task.lm_pretrain.device={spec.device!r}: auto, cpu or cuda")
+    return spec
+
+
+def read_lm_text(spec: LMPretrainConfig) -> list[list[str]]:
+    from seqlab.data.raw_text import read_text
+
+    return [s for text in spec.text for s in read_text(text, "task.lm_pretrain.text")]
+
+
+def with_lm_words(vocab: Vocab, spec: LMPretrainConfig | None, sentences: list[list[str]]) -> Vocab:
+    """``vocab`` plus the words of the pretraining text seen ``min_count`` times
+    (``task.lm_pretrain.extend_vocab``), which the language model then gives trained rows."""
+    if spec is None or not spec.extend_vocab:
+        return vocab
+    extra = Vocab.build(sentences, spec.min_count).itos
+    added = [w for w in extra if w not in vocab.stoi]
+    log.info("task.lm_pretrain.extend_vocab: %d words of %s added to the %d of training", len(added),
+             " + ".join(spec.text), len(vocab))
+    return Vocab([*vocab.itos, *added])
+
+
+def pretrain_encoder(rnn: torch.nn.RNNBase, embed: torch.nn.Module, vocab: Vocab, sentences: list[list[str]],
+                spec: LMPretrainConfig, dropout: float) -> None:
+    """Train ``embed`` and ``rnn`` as a (bidirectional) language model on ``sentences`` now
+    (``seqlab.models.bilm``), on the GPU when there is one (``task.lm_pretrain.device``)."""
+    from seqlab.models.bilm import pretrain_bilm
+
+    device = torch.device("cuda" if spec.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if spec.device == "auto" else spec.device))
+    stream = [i for s in sentences for i in vocab.encode(s)]
+    home = next(rnn.parameters()).device
+    rnn.to(device), embed.to(device)
+    log.info("task.lm_pretrain: %s tokens of %s (%.1f%% <unk>) on %s, at most %s minutes%s", f"{len(stream):,}",
+             " + ".join(spec.text), 100 * sum(i == vocab.unk_id for i in stream) / max(len(stream), 1), device,
+             f"{spec.minutes:g}", f" / {spec.steps} steps" if spec.steps else "")
+    try:
+        r = pretrain_bilm(rnn, embed, stream, len(vocab), (vocab.pad_id, vocab.unk_id), minutes=spec.minutes,
+                          steps=spec.steps, seq_len=spec.seq_len, batch_size=spec.batch_size, lr=spec.lr,
+                          cutoffs=spec.cutoffs, dropout=dropout, precision=spec.precision,
+                          seed=torch.initial_seed() % 2**31)
+    except ValueError as e:
+        raise ConfigError(f"task.lm_pretrain: {e}") from None
+    finally:
+        rnn.to(home), embed.to(home)
+    log.info("task.lm_pretrain: %d steps, %s tokens in %.1f minutes; loss %.3f -> %.3f nats per token", r.steps,
+             f"{r.tokens:,}", r.seconds / 60, r.first_loss, r.last_loss)
+
+
 @dataclass
 class ClassBatch:
     src: torch.Tensor  # B x S
@@ -149,6 +209,7 @@ class SentimentTask(Task):
         embeddings: EmbeddingsConfig | dict | None = None,
         packed: bool = True,
         word_dropout: float = 0.0,
+        lm_pretrain: LMPretrainConfig | dict | None = None,
         eval_batch_size: int = 128,
         num_samples: int = 3,
     ):
@@ -165,8 +226,10 @@ class SentimentTask(Task):
             vocab = vocab or {}
             train = self.splits["train"]
             embeddings = pretrain_vectors(embeddings, model.emb_size, cache_dir)
+            lm = lm_pretrain_config(lm_pretrain)
+            lm_text = read_lm_text(lm) if lm is not None else []
             self.vocab = Vocab.build(train.tokens, vocab.get("min_freq", 1), vocab.get("max_size", 50000))
-            self.vocab = with_vector_words(self.vocab, embeddings)
+            self.vocab = with_lm_words(with_vector_words(self.vocab, embeddings), lm, lm_text)
             self.labels = data.label_order or sorted(set(train.labels), key=_label_sort_key)
             self.text_cfg = {"tokenizer": data.tokenizer, "lowercase": data.lowercase,
                              "strip_html": data.strip_html, "max_len": data.max_len,
@@ -186,6 +249,9 @@ class SentimentTask(Task):
                                           packed)
         if state is None:
             init_embeddings(self.network.encoder.embed, embeddings, self.vocab)
+            if lm is not None:
+                enc = self.network.encoder
+                pretrain_encoder(enc.rnn, enc.embed, self.vocab, lm_text, lm, model.dropout)
         self._encoded: dict[str, tuple[list[list[int]], list[int]]] = {}
         self._train = self._encode("train") if data is not None else None
 

@@ -1,0 +1,168 @@
+"""Language-model pretraining of a (bidirectional) RNN encoder on unlabelled text: ``pretrain_bilm``.
+
+ELMo (Peters et al. 2018) and ULMFiT (Howard & Ruder 2018) in the small: before a text classifier
+or tagger is trained on its labels, its own embedding and RNN are trained as language models on
+raw text: the forward direction's state at position t predicts token t+1, the backward
+direction's predicts token t-1 (each direction sees only its own side, so neither can copy the
+answer). The vocabulary softmax of each direction is an adaptive softmax (Grave et al. 2017,
+``nn.AdaptiveLogSoftmaxWithLoss``): the frequent words get full-size logits, rarer ones smaller
+clusters, which makes it several times cheaper than a full softmax for a CPU. The softmax heads are
+thrown away afterwards; only the encoder's weights carry over into the task.
+
+The text is one stream of token ids cut into segments of ``seq_len``; the budget is wall-clock
+minutes (counted in the run's time, like ``task.embeddings.pretrain``) and/or a number of steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqlab.models.heads import run_padded
+
+log = logging.getLogger("seqlab")
+
+
+@dataclass
+class BiLMResult:
+    steps: int
+    tokens: int
+    seconds: float
+    first_loss: float  # mean loss (nats per predicted token) of the first logged window
+    last_loss: float  # ... and of the last
+
+
+def _ranks(stream: Sequence[int], skip: set[int], vocab_size: int) -> tuple[torch.Tensor, int]:
+    """Per token id its class in the LM softmax: ranks by frequency in ``stream`` (the adaptive
+    softmax wants the frequent words first); ids never seen or in ``skip`` get -1 (not predicted)."""
+    counts = Counter(i for i in stream if i not in skip)
+    rank = torch.full((vocab_size,), -1, dtype=torch.long)
+    for r, (i, _) in enumerate(counts.most_common()):
+        rank[i] = r
+    return rank, len(counts)
+
+
+def first_layer(rnn: nn.RNNBase) -> nn.RNNBase:
+    """``rnn`` itself when it has one layer, else a one-layer RNN made of its first layer's own
+    parameters (shared, so training one trains the other). A bidirectional RNN's second layer
+    reads both directions of the first, so its forward states have seen the tokens they would
+    predict: only the first layer (and the embedding) can be pretrained this way, as in ELMo's
+    separate forward and backward stacks."""
+    if rnn.num_layers == 1:
+        return rnn
+    one = type(rnn)(rnn.input_size, rnn.hidden_size, num_layers=1, bias=rnn.bias, batch_first=rnn.batch_first,
+                    bidirectional=rnn.bidirectional, **({"nonlinearity": rnn.nonlinearity} if isinstance(rnn, nn.RNN) else {}))
+    for name in list(one._parameters):
+        one._parameters[name] = getattr(rnn, name)  # the same Parameter objects, l0 names
+    return one.to(next(rnn.parameters()).device)
+
+
+def lm_pairs(out: torch.Tensor, x: torch.Tensor, hidden: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(states, the tokens they predict) per direction, from the RNN output ``out`` (B x S x D*H)
+    over tokens ``x`` (B x S): the forward state at t predicts token t+1, the backward one t-1."""
+    pairs = [(out[:, :-1, :hidden], x[:, 1:])]
+    if out.size(-1) == 2 * hidden:
+        pairs.append((out[:, 1:, hidden:], x[:, :-1]))
+    return pairs
+
+
+def pretrain_bilm(
+    rnn: nn.RNNBase,
+    embed: nn.Module,
+    stream: Sequence[int],
+    vocab_size: int,
+    skip_ids: Sequence[int],
+    *,
+    minutes: float = 10.0,
+    steps: int = 0,
+    seq_len: int = 64,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    cutoffs: Sequence[int] = (2000, 10000),
+    dropout: float = 0.0,
+    grad_clip: float = 1.0,
+    precision: str = "fp32",
+    seed: int = 0,
+    log_every: int = 100,
+) -> BiLMResult:
+    """Train ``rnn`` (batch-first; with the parameters behind ``embed``) as a forward (and, when
+    bidirectional, backward) language model over ``stream``; stops after ``minutes`` or ``steps``
+    (0: no limit), whichever comes first. ``embed`` (trained too): B x S ids -> B x S x features.
+    Tokens in ``skip_ids`` (padding, ``<unk>``) are read but never predicted. Of a multi-layer
+    RNN only the first layer is trained (``first_layer``)."""
+    if minutes <= 0 and steps <= 0:
+        raise ValueError("pretrain_bilm needs a budget: minutes > 0 or steps > 0")
+    if len(stream) < 2 * seq_len:
+        raise ValueError(f"pretrain_bilm: the text has {len(stream)} tokens, fewer than two segments of {seq_len}")
+    device = next(rnn.parameters()).device
+    lm_rnn = first_layer(rnn)
+    rank, n_classes = _ranks(stream, set(skip_ids), vocab_size)
+    rank = rank.to(device)
+    dirs = 2 if rnn.bidirectional else 1
+    H = rnn.hidden_size
+    if n_classes < 2:
+        raise ValueError(f"pretrain_bilm: the text has {n_classes} distinct words to predict; it needs two or more")
+    cut = [c for c in cutoffs if 0 < c < n_classes] or [n_classes - 1]  # nn.AdaptiveLogSoftmaxWithLoss needs one
+    heads = nn.ModuleList(nn.AdaptiveLogSoftmaxWithLoss(H, n_classes, cut, div_value=4.0) for _ in range(dirs))
+    heads.to(device)
+    params = [p for p in [*embed.parameters(), *lm_rnn.parameters(), *heads.parameters()] if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr, fused=True)
+    n_seg = len(stream) // seq_len
+    data = torch.tensor(stream[: n_seg * seq_len], dtype=torch.long).view(n_seg, seq_len)
+    order = list(range(n_seg))
+    rng = random.Random(seed)
+    bf16 = precision == "bf16"
+    was_training = lm_rnn.training
+    lm_rnn.train()
+    t0 = time.perf_counter()
+    step = tokens = 0
+    window: list[float] = []
+    first = last = float("nan")
+    lengths = torch.full((batch_size,), seq_len, dtype=torch.long)
+
+    def over() -> bool:
+        return (steps > 0 and step >= steps) or (minutes > 0 and time.perf_counter() - t0 >= minutes * 60)
+
+    while not over():
+        rng.shuffle(order)
+        for lo in range(0, n_seg - batch_size + 1, batch_size):
+            x = data[order[lo : lo + batch_size]].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                inputs = F.dropout(embed(x), dropout, True)
+                out = F.dropout(run_padded(lm_rnn, inputs, lengths), dropout, True)  # B x S x dirs*H
+            loss = 0.0
+            for head, (states, target) in zip(heads, lm_pairs(out, x, H), strict=True):
+                cls = rank[target].reshape(-1)
+                keep = cls >= 0
+                loss = loss + head(states.reshape(-1, H)[keep].float(), cls[keep]).loss
+            loss = loss / dirs
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            opt.step()
+            step, tokens = step + 1, tokens + x.numel()
+            window.append(loss.item())
+            if not math.isfinite(window[-1]):
+                raise FloatingPointError(f"language-model pretraining diverged at step {step} (loss {window[-1]})")
+            if len(window) == log_every or over():
+                mean = sum(window) / len(window)
+                first = mean if math.isnan(first) else first
+                last = mean
+                el = time.perf_counter() - t0
+                log.info("LM pretraining: step %d  loss %.3f  ppl %.1f  %.0f tok/s  %.1f min", step, mean,
+                         math.exp(min(mean, 50)), tokens / el, el / 60)
+                window = []
+            if over():
+                break
+    lm_rnn.train(was_training)
+    return BiLMResult(step, tokens, time.perf_counter() - t0, first, last)

@@ -1,0 +1,118 @@
+"""Language-model pretraining of an encoder (``seqlab.models.bilm``, ``task.lm_pretrain``)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+from test_sentiment import toy_corpus
+from textfixtures import tiny_model
+
+from seqlab.errors import ConfigError, DataError
+from seqlab.models.bilm import first_layer, lm_pairs, pretrain_bilm
+from seqlab.models.encoders import make_rnn
+from seqlab.models.heads import run_padded
+from seqlab.tasks.sentiment import SentimentTask
+
+
+def cyclic_stream(n_tokens: int, vocab: int, seed: int = 0) -> list[int]:
+    """Ids 4.. in runs of a fixed cycle (each token fixes the next) with a random start per run:
+    a text a language model can learn to predict in both directions."""
+    rng = random.Random(seed)
+    cycle = list(range(4, vocab))
+    rng.shuffle(cycle)
+    out: list[int] = []
+    while len(out) < n_tokens:
+        start = rng.randrange(len(cycle))
+        out += [cycle[(start + k) % len(cycle)] for k in range(rng.randint(5, 30))]
+    return out[:n_tokens]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("cell,bidirectional", [("lstm", True), ("gru", False)])
+def test_pretraining_learns_a_predictable_text(cell, bidirectional):
+    torch.manual_seed(0)
+    V = 24
+    embed = torch.nn.Embedding(V, 16)
+    rnn = make_rnn(cell, 16, 32, 1, bidirectional=bidirectional)
+    before = {k: v.clone() for k, v in rnn.state_dict().items()}
+    r = pretrain_bilm(rnn, embed, cyclic_stream(6000, V), V, (0, 1), minutes=0, steps=150, seq_len=16,
+                      batch_size=16, lr=1e-2, cutoffs=[8], log_every=25)
+    assert r.steps == 150 and r.tokens == 150 * 16 * 16
+    uniform = math.log(V - 4)
+    assert r.first_loss > 0.6 * uniform  # it starts near guessing ...
+    assert r.last_loss < 0.25 * uniform  # ... and learns the cycle (the start of each run stays a guess)
+    assert any(not torch.equal(before[k], v) for k, v in rnn.state_dict().items())
+    assert rnn.training  # left in the mode it was found in
+
+
+@pytest.mark.unit
+def test_a_deeper_rnn_pretrains_its_first_layer_only():
+    torch.manual_seed(0)
+    rnn = make_rnn("lstm", 8, 6, 2, bidirectional=True)
+    one = first_layer(rnn)
+    assert one.num_layers == 1 and one.weight_hh_l0 is rnn.weight_hh_l0
+    before = {k: v.clone() for k, v in rnn.state_dict().items()}
+    pretrain_bilm(rnn, torch.nn.Embedding(20, 8), cyclic_stream(500, 20), 20, (0, 1), minutes=0, steps=3,
+                  seq_len=8, batch_size=4)
+    changed = {k for k, v in rnn.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed and all("_l0" in k for k in changed)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("layers", [1, 2])
+def test_no_direction_sees_the_token_it_predicts(layers):
+    """Changing one token changes none of the states that predict it: the forward state before it
+    and the backward state after it (an off-by-one here would let the LM copy its answer; so would
+    a second bidirectional layer, which reads both directions: only the first is pretrained)."""
+    torch.manual_seed(0)
+    V, B, S = 30, 3, 9
+    embed, rnn = torch.nn.Embedding(V, 8), first_layer(make_rnn("lstm", 8, 6, layers, bidirectional=True))
+    x = torch.randint(4, V, (B, S))
+    lengths = torch.full((B,), S)
+    with torch.no_grad():
+        for j in range(S):
+            y = x.clone()
+            y[:, j] = (y[:, j] - 3) % (V - 4) + 4  # another token at position j
+            a = lm_pairs(run_padded(rnn, embed(x), lengths), x, 6)
+            b = lm_pairs(run_padded(rnn, embed(y), lengths), y, 6)
+            assert len(a) == 2
+            for d, ((sa, ta), (sb, tb)) in enumerate(zip(a, b, strict=True)):
+                cols = (ta != tb).all(0).nonzero().flatten().tolist()  # the states whose target is token j
+                expected = ([j - 1] if j >= 1 else []) if d == 0 else ([j] if j <= S - 2 else [])
+                assert cols == expected
+                assert torch.equal(sa[:, cols], sb[:, cols])
+                if (d == 0 and j < S - 1) or (d == 1 and j > 0):
+                    assert not torch.equal(sa, sb)  # the states after it (before it, backward) do read token j
+
+
+@pytest.mark.unit
+def test_sentiment_task_pretrains_its_encoder_and_extends_the_vocabulary(tmp_path):
+    text = tmp_path / "reviews.txt"
+    text.write_text("\n".join(["a good film and a great cast", "a bad film , a dull plot"] * 60), encoding="utf-8")
+    spec = {"text": [str(text)], "minutes": 0, "steps": 4, "seq_len": 8, "batch_size": 4, "extend_vocab": True,
+            "min_count": 2}
+    torch.manual_seed(0)
+    plain = SentimentTask(tiny_model("lstm"), data=toy_corpus(), packed=False)
+    torch.manual_seed(0)
+    pre = SentimentTask(tiny_model("lstm"), data=toy_corpus(), packed=False, lm_pretrain=spec)
+    assert "dull" not in plain.vocab.stoi and "dull" in pre.vocab.stoi  # a word of the text only
+    assert set(pre.network.state_dict()) == set(plain.network.state_dict())  # the LM heads are not kept
+    w0, w1 = plain.network.encoder.rnn.weight_hh_l0, pre.network.encoder.rnn.weight_hh_l0
+    assert not torch.equal(w0, w1)
+    out = pre.training_step(pre.collate([0, 1, 2]))
+    assert torch.isfinite(out.loss)
+
+
+@pytest.mark.unit
+def test_lm_pretrain_bad_settings_name_the_key(tmp_path):
+    with pytest.raises(DataError, match=r"task\.lm_pretrain\.text: .*nowhere\.txt"):
+        SentimentTask(tiny_model("lstm"), data=toy_corpus(), lm_pretrain={"text": [str(tmp_path / "nowhere.txt")]})
+    with pytest.raises(ConfigError, match=r"task\.lm_pretrain: give a budget"):
+        SentimentTask(tiny_model("lstm"), data=toy_corpus(), lm_pretrain={"text": ["sst2"], "minutes": 0})
+    short = tmp_path / "short.txt"
+    short.write_text("too short\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"task\.lm_pretrain: .*fewer than two segments"):
+        SentimentTask(tiny_model("lstm"), data=toy_corpus(), lm_pretrain={"text": [str(short)], "steps": 1})
