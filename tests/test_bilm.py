@@ -62,6 +62,13 @@ def test_a_deeper_rnn_pretrains_its_first_layer_only():
 
 
 @pytest.mark.unit
+def test_a_text_shorter_than_one_batch_still_trains():
+    r = pretrain_bilm(make_rnn("gru", 8, 6, 1, bidirectional=True), torch.nn.Embedding(20, 8), cyclic_stream(40, 20),
+                      20, (0, 1), minutes=0, steps=3, seq_len=8, batch_size=64)
+    assert r.steps == 3 and r.tokens == 3 * 5 * 8  # five segments of 8 per batch
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("layers", [1, 2])
 def test_no_direction_sees_the_token_it_predicts(layers):
     """Changing one token changes none of the states that predict it: the forward state before it

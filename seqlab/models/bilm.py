@@ -117,6 +117,7 @@ def pretrain_bilm(
     params = [p for p in [*embed.parameters(), *lm_rnn.parameters(), *heads.parameters()] if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, fused=True)
     n_seg = len(stream) // seq_len
+    batch_size = min(batch_size, n_seg)  # a text shorter than one batch still makes (smaller) batches
     data = torch.tensor(stream[: n_seg * seq_len], dtype=torch.long).view(n_seg, seq_len)
     order = list(range(n_seg))
     rng = random.Random(seed)
