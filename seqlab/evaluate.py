@@ -23,10 +23,16 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from seqlab.config import ASSETS, ModelConfig
 from seqlab.errors import CheckpointError, ConfigError
 from seqlab.models.heads import ProbabilityAverage
-from seqlab.runtime import CONF_DIR, lean_decoding_memory, offline_defaults, user_errors
+from seqlab.runtime import (
+    CONF_DIR,
+    lean_decoding_memory,
+    offline_defaults,
+    resolve_device,
+    user_errors,
+)
 from seqlab.tasks.base import Task
 from seqlab.training import checkpoint as ckpt_io
-from seqlab.training.trainer import autocast_dtype, precision_context, resolve_device
+from seqlab.training.trainer import autocast_dtype, precision_context
 
 log = logging.getLogger("seqlab")
 

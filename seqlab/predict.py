@@ -11,8 +11,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqlab.errors import DataError
 from seqlab.evaluate import restore
-from seqlab.runtime import CONF_DIR, lean_decoding_memory, offline_defaults, user_errors
-from seqlab.training.trainer import precision_context, resolve_device
+from seqlab.runtime import (
+    CONF_DIR,
+    lean_decoding_memory,
+    offline_defaults,
+    resolve_device,
+    user_errors,
+)
+from seqlab.training.trainer import precision_context
 
 
 def read_inputs(spec: str) -> list[str]:

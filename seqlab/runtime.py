@@ -53,6 +53,13 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU; any other name as torch reads it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def set_threads(n: int) -> None:
     if n > 0:
         torch.set_num_threads(n)

@@ -12,7 +12,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from seqlab.data.vocab import Vocab
 from seqlab.errors import ConfigError, DataError, SeqlabError
 from seqlab.metrics import accuracy, macro_f1
 from seqlab.models.heads import SequenceClassifier
+from seqlab.runtime import resolve_device
 from seqlab.tasks.base import StepOutput, Task
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,14 @@ def with_vector_words(vocab: Vocab, spec: EmbeddingsConfig | dict | None, lowerc
         return vocab
     from seqlab.data.vectors import vector_words
 
-    extra = dict.fromkeys(w.lower() if lowercase else w for w in vector_words(spec.path))
-    added = [w for w in extra if w not in vocab.stoi]
-    log.info("task.embeddings.extend_vocab: %d words of %s added to the %d of training", len(added), spec.path,
-             len(vocab))
+    return extended(vocab, (w.lower() if lowercase else w for w in vector_words(spec.path)),
+                    "task.embeddings.extend_vocab", spec.path)
+
+
+def extended(vocab: Vocab, words: Iterable[str], key: str, source: str) -> Vocab:
+    """``vocab`` with the ``words`` it lacks appended in their order (logged under config ``key``)."""
+    added = [w for w in dict.fromkeys(words) if w not in vocab.stoi]
+    log.info("%s: %d words of %s added to the %d of training", key, len(added), source, len(vocab))
     return Vocab([*vocab.itos, *added])
 
 
@@ -143,11 +148,8 @@ def with_lm_words(vocab: Vocab, spec: LMPretrainConfig | None, sentences: list[l
     (``task.lm_pretrain.extend_vocab``), which the language model then gives trained rows."""
     if spec is None or not spec.extend_vocab:
         return vocab
-    extra = Vocab.build(sentences, spec.min_count).itos
-    added = [w for w in extra if w not in vocab.stoi]
-    log.info("task.lm_pretrain.extend_vocab: %d words of %s added to the %d of training", len(added),
-             " + ".join(spec.text), len(vocab))
-    return Vocab([*vocab.itos, *added])
+    return extended(vocab, Vocab.build(sentences, spec.min_count).itos, "task.lm_pretrain.extend_vocab",
+                    " + ".join(spec.text))
 
 
 def pretrain_encoder(rnn: torch.nn.RNNBase, embed: torch.nn.Module, vocab: Vocab, sentences: list[list[str]],
@@ -156,8 +158,7 @@ def pretrain_encoder(rnn: torch.nn.RNNBase, embed: torch.nn.Module, vocab: Vocab
     (``seqlab.models.bilm``), on the GPU when there is one (``task.lm_pretrain.device``)."""
     from seqlab.models.bilm import pretrain_bilm
 
-    device = torch.device("cuda" if spec.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if spec.device == "auto" else spec.device))
+    device = resolve_device(spec.device)
     stream = [i for s in sentences for i in vocab.encode(s)]
     home = next(rnn.parameters()).device
     rnn.to(device), embed.to(device)

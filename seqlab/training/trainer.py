@@ -16,16 +16,11 @@ from tqdm import tqdm
 
 from seqlab.config import TrainerConfig
 from seqlab.errors import ConfigError, TrainingDiverged
+from seqlab.runtime import resolve_device
 from seqlab.tasks.base import Task
 from seqlab.training import checkpoint as ckpt_io
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
