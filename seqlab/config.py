@@ -531,6 +531,7 @@ class TaggingTaskConfig:
     word_dropout_alpha: float = 0.0  # and a word seen c times in training with probability alpha/(alpha+c)
     lowercase_words: bool = False  # word embeddings for lower-cased forms (characters keep the case)
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
+    lm_pretrain: LMPretrainConfig = field(default_factory=LMPretrainConfig)  # embedding, chars, first RNN layer
     packed: bool = True  # false: the RNNs run over the padded batch (same result; faster LSTM on a CPU)
     eval_batch_size: int = 128
     num_samples: int = 3

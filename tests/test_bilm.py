@@ -8,13 +8,15 @@ import random
 import pytest
 import torch
 from test_sentiment import toy_corpus
+from test_tagging import toy_corpus as toy_tagged
 from textfixtures import tiny_model
 
 from seqlab.errors import ConfigError, DataError
-from seqlab.models.bilm import first_layer, lm_pairs, pretrain_bilm
+from seqlab.models.bilm import adaptive_nll, first_layer, lm_pairs, pretrain_bilm
 from seqlab.models.encoders import make_rnn
 from seqlab.models.heads import run_padded
 from seqlab.tasks.sentiment import SentimentTask
+from seqlab.tasks.tagging import FormInputs, TaggingTask
 
 
 def cyclic_stream(n_tokens: int, vocab: int, seed: int = 0) -> list[int]:
@@ -123,3 +125,60 @@ def test_lm_pretrain_bad_settings_name_the_key(tmp_path):
     short.write_text("too short\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"task\.lm_pretrain: .*fewer than two segments"):
         SentimentTask(tiny_model("lstm"), data=toy_corpus(), lm_pretrain={"text": [str(short)], "steps": 1})
+
+
+@pytest.mark.unit
+def test_adaptive_nll_is_the_modules_loss():
+    """The LM loss computed outside ``nn.AdaptiveLogSoftmaxWithLoss.forward`` (so that its matrix
+    products can run in bf16) is the module's own loss and gradients in fp32, and close in bf16."""
+    torch.manual_seed(0)
+    head = torch.nn.AdaptiveLogSoftmaxWithLoss(16, 300, [10, 60], div_value=2.0)
+    x = torch.randn(200, 16, requires_grad=True)
+    target = torch.cat([torch.randint(0, 300, (120,)), torch.randint(0, 10, (80,))])  # all three clusters
+    ref, ours = head(x, target).loss, adaptive_nll(head, x, target)
+    torch.testing.assert_close(ours, ref)
+    params = [x, *head.parameters()]
+    for u, v in zip(torch.autograd.grad(ours, params), torch.autograd.grad(ref, params), strict=True):
+        torch.testing.assert_close(u, v)
+    low = adaptive_nll(head, x, target, bf16=True)
+    assert low.dtype == torch.float32 and abs(low.item() - ref.item()) < 0.02 * ref.item()
+
+
+@pytest.mark.unit
+def test_tagger_pretrains_its_words_characters_and_first_layer(tmp_path):
+    """task.lm_pretrain for a tagger: the text is read with its case (the character features see
+    it) and its lower-cased words extend the vocabulary; the language model's input for a form is
+    exactly the tagger's own input for that word; the embedding, the character BiLSTM and the first
+    RNN layer train, the second layer and the output do not, and no LM head is kept."""
+    text = tmp_path / "web.txt"
+    text.write_text("\n".join(["The cat sat on the mat .", "Paris is a big City ."] * 40), encoding="utf-8")
+    spec = {"text": [str(text)], "minutes": 0, "steps": 3, "seq_len": 8, "batch_size": 4, "extend_vocab": True,
+            "min_count": 2}
+    kw = dict(char_features="lstm", char_emb_size=8, char_hidden_size=8, packed=False, lowercase_words=True)
+    model = tiny_model("lstm", num_layers=2)
+    torch.manual_seed(0)
+    plain = TaggingTask(model, data=toy_tagged(), **kw)
+    torch.manual_seed(0)  # the same vocabulary, so the same initial weights
+    same_vocab = TaggingTask(model, data=toy_tagged(), lm_pretrain={**spec, "extend_vocab": False}, **kw)
+    before, after = plain.network.state_dict(), same_vocab.network.state_dict()
+    assert set(before) == set(after)  # no LM head is kept
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert {"embed.weight", "rnn.weight_ih_l0", "rnn.weight_hh_l0_reverse", "chars.rnn.weight_ih_l0"} <= changed
+    assert not any("_l1" in k or k.startswith("out.") for k in changed)
+
+    pre = TaggingTask(model, data=toy_tagged(), lm_pretrain=spec, **kw)
+    assert "paris" in pre.vocab.stoi and "Paris" not in pre.vocab.stoi and "paris" not in plain.vocab.stoi
+
+    forms = ["Paris", "is", "a", "City", "unseen"]
+    words, chars = pre._encode_words(forms)
+    chars_of_form = torch.zeros(len(forms), 24, dtype=torch.long)
+    for r, c in enumerate(chars):
+        chars_of_form[r, : len(c)] = torch.tensor(c)
+    ids = torch.tensor([[0, 1, 2, 3, 0, 4]])  # "Paris is a City Paris unseen"
+    pre.network.eval()
+    lm_input = FormInputs(pre.network, torch.tensor(words), chars_of_form)(ids)
+    batch = pre._batch([pre._encode_words([forms[i] for i in ids[0].tolist()]) + ([0] * 6,)])
+    own = pre.network.embed(batch.words)
+    own = torch.cat([own, pre.network.chars(batch.chars)[batch.char_index]], -1)
+    torch.testing.assert_close(lm_input, own)
+    assert torch.isfinite(pre.training_step(pre.collate([0, 1, 2])).loss)

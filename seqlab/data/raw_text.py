@@ -2,8 +2,9 @@
 
 ``imdb`` (the 25,000 bundled IMDB training reviews, text only: no label is read), ``sst2`` (the
 6,920 SST-2 training sentences), ``ud_ewt`` (the words of the UD English-EWT training sentences), or
-the path of a UTF-8 text file with one space-tokenised sentence per line. Everything is lower-cased
-and split the way SST-2 is (Penn Treebank style: ``does n't``, ``it 's``).
+the path of a UTF-8 text file with one space-tokenised sentence per line. Everything is split the
+way SST-2 is (Penn Treebank style: ``does n't``, ``it 's``) and lower-cased unless ``lowercase=False``
+(a tagger's character features read the case; SST-2's own text comes lower-cased).
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from seqlab.errors import DataError
 
 SOURCES = ("imdb", "sst2", "ud_ewt")
 
-_CLITIC = re.compile(r"(\w)(n't|'s|'ve|'re|'ll|'d|'m)\b")
-_TOKEN = re.compile(r"n't|'(?:s|ve|re|ll|d|m)\b|\w+(?:[-']\w+)*|\.\.\.|--|[^\w\s]")
+_CLITIC = re.compile(r"(\w)(n't|'s|'ve|'re|'ll|'d|'m)\b", re.IGNORECASE)
+_TOKEN = re.compile(r"n't|'(?:s|ve|re|ll|d|m)\b|\w+(?:[-']\w+)*|\.\.\.|--|[^\w\s]", re.IGNORECASE)
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
-def ptb_tokens(text: str) -> list[str]:
-    """Lower-cased Penn-Treebank-like tokens, as in SST-2: ``didn't`` -> ``did n't``."""
-    text = _CLITIC.sub(r"\1 \2", _HTML_BREAK.sub(" ", text).lower())
+def ptb_tokens(text: str, lowercase: bool = True) -> list[str]:
+    """Penn-Treebank-like tokens, as in SST-2: ``didn't`` -> ``did n't`` (lower-cased by default)."""
+    text = _HTML_BREAK.sub(" ", text)
+    text = _CLITIC.sub(r"\1 \2", text.lower() if lowercase else text)
     return _TOKEN.findall(text)
 
 
@@ -45,16 +47,19 @@ def read_tsv_column(path: str | Path, column: str) -> list[str]:
         return [r[k] for r in rows if len(r) > k]
 
 
-def read_text(spec: str, key: str = "--text") -> list[list[str]]:
+def read_text(spec: str, key: str = "--text", lowercase: bool = True) -> list[list[str]]:
     """The sentences (token lists) of one source (see the module docstring)."""
+    def low(x: str) -> str:
+        return x.lower() if lowercase else x
+
     if spec == "imdb":
-        return [ptb_tokens(t) for t in read_tsv_column(asset_path("imdb/train.tsv.gz"), "text")]
+        return [ptb_tokens(t, lowercase) for t in read_tsv_column(asset_path("imdb/train.tsv.gz"), "text")]
     if spec == "sst2":
-        return [s.lower().split() for s in read_tsv_column(asset_path("sst2/train_sentences.tsv.gz"), "sentence")]
+        return [low(s).split() for s in read_tsv_column(asset_path("sst2/train_sentences.tsv.gz"), "sentence")]
     if spec == "ud_ewt":
         with _open(asset_path("ud_ewt/en_ewt-ud-train.conllu.gz")) as f:
-            return [[w.lower() for w in s] for s in parse_conllu(f.read().splitlines(), "ud_ewt").tokens]
+            return [[low(w) for w in s] for s in parse_conllu(f.read().splitlines(), "ud_ewt").tokens]
     if not Path(spec).is_file():
         raise DataError(f"{key}: {spec!r} is not imdb, sst2, ud_ewt or an existing text file")
     with _open(spec) as f:
-        return [line.lower().split() for line in f if line.strip()]
+        return [low(line).split() for line in f if line.strip()]

@@ -196,6 +196,19 @@ class CharBiLSTM(nn.Module):
         return torch.cat([h[0], h[1]], dim=-1)
 
 
+def word_char_inputs(embed: nn.Embedding, fixed_embed: nn.Embedding | None, chars: nn.Module | None,
+                     words: torch.Tensor, char_rows: torch.Tensor | None, char_index: torch.Tensor | None) -> torch.Tensor:
+    """A tagger's RNN input: word embeddings (B x S ids; plus the frozen ``fixed_embed``) joined
+    with the character features of the U distinct spellings ``char_rows`` (U x L), which
+    ``char_index`` (B x S) gathers back to the positions. B x S x (E + F)."""
+    x = embed(words)
+    if fixed_embed is not None:
+        x = x + fixed_embed(words)
+    if chars is None:
+        return x
+    return torch.cat([x, chars(char_rows)[char_index]], dim=-1)
+
+
 class SequenceTagger(nn.Module):
     """Tokens (+ their characters) -> biRNN -> (attention over the sentence) -> tag logits."""
 
@@ -236,15 +249,9 @@ class SequenceTagger(nn.Module):
         ``char_index`` (B x S) naming each position's row (each distinct word's features once).
         """
         B, S = words.shape
-        x = self.embed(words)  # B x S x E
-        if self.fixed_embed is not None:
-            x = x + self.fixed_embed(words)
-        if self.chars is not None:
-            if char_index is None:
-                feats = self.chars(chars.view(B * S, -1)).view(B, S, -1)  # B x S x F
-            else:
-                feats = self.chars(chars)[char_index]  # U x F -> B x S x F
-            x = torch.cat([x, feats], dim=-1)
+        if chars is not None and char_index is None:
+            chars, char_index = chars.view(B * S, -1), torch.arange(B * S, device=words.device).view(B, S)
+        x = word_char_inputs(self.embed, self.fixed_embed, self.chars, words, chars, char_index)
         h = run_rnn(self.rnn, self.dropout(x), lengths, self.packed)  # B x S x H
         weights = None
         if self.attention is not None:

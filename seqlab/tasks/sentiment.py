@@ -137,10 +137,10 @@ def lm_pretrain_config(spec: LMPretrainConfig | dict | None) -> LMPretrainConfig
     return spec
 
 
-def read_lm_text(spec: LMPretrainConfig) -> list[list[str]]:
+def read_lm_text(spec: LMPretrainConfig, lowercase: bool = True) -> list[list[str]]:
     from seqlab.data.raw_text import read_text
 
-    return [s for text in spec.text for s in read_text(text, "task.lm_pretrain.text")]
+    return [s for text in spec.text for s in read_text(text, "task.lm_pretrain.text", lowercase)]
 
 
 def with_lm_words(vocab: Vocab, spec: LMPretrainConfig | None, sentences: list[list[str]]) -> Vocab:
@@ -152,24 +152,27 @@ def with_lm_words(vocab: Vocab, spec: LMPretrainConfig | None, sentences: list[l
                     " + ".join(spec.text))
 
 
-def pretrain_encoder(rnn: torch.nn.RNNBase, embed: torch.nn.Module, vocab: Vocab, sentences: list[list[str]],
-                spec: LMPretrainConfig, dropout: float) -> None:
-    """Train ``embed`` and ``rnn`` as a (bidirectional) language model on ``sentences`` now
+def pretrain_encoder(rnn: torch.nn.RNNBase, embed: torch.nn.Module, stream: list[int], n_ids: int,
+                     skip_ids: Sequence[int], spec: LMPretrainConfig, dropout: float,
+                     classes: torch.Tensor | None = None) -> None:
+    """Train ``embed`` and ``rnn`` as a (bidirectional) language model over the id ``stream`` now
     (``seqlab.models.bilm``), on the GPU when there is one (``task.lm_pretrain.device``)."""
     from seqlab.models.bilm import pretrain_bilm
 
     device = resolve_device(spec.device)
-    stream = [i for s in sentences for i in vocab.encode(s)]
     home = next(rnn.parameters()).device
     rnn.to(device), embed.to(device)
-    log.info("task.lm_pretrain: %s tokens of %s (%.1f%% <unk>) on %s, at most %s minutes%s", f"{len(stream):,}",
-             " + ".join(spec.text), 100 * sum(i == vocab.unk_id for i in stream) / max(len(stream), 1), device,
+    skip = set(skip_ids)
+    unpredicted = (sum(i in skip for i in stream) if classes is None
+                   else int((classes[torch.tensor(stream)] < 0).sum()))
+    log.info("task.lm_pretrain: %s tokens of %s (%.1f%% not predicted: <unk>) on %s, at most %s minutes%s",
+             f"{len(stream):,}", " + ".join(spec.text), 100 * unpredicted / max(len(stream), 1), device,
              f"{spec.minutes:g}", f" / {spec.steps} steps" if spec.steps else "")
     try:
-        r = pretrain_bilm(rnn, embed, stream, len(vocab), (vocab.pad_id, vocab.unk_id), minutes=spec.minutes,
+        r = pretrain_bilm(rnn, embed, stream, n_ids, skip_ids, minutes=spec.minutes,
                           steps=spec.steps, seq_len=spec.seq_len, batch_size=spec.batch_size, lr=spec.lr,
                           cutoffs=spec.cutoffs, dropout=dropout, precision=spec.precision,
-                          seed=torch.initial_seed() % 2**31)
+                          seed=torch.initial_seed() % 2**31, classes=classes)
     except ValueError as e:
         raise ConfigError(f"task.lm_pretrain: {e}") from None
     finally:
@@ -252,7 +255,9 @@ class SentimentTask(Task):
             init_embeddings(self.network.encoder.embed, embeddings, self.vocab)
             if lm is not None:
                 enc = self.network.encoder
-                pretrain_encoder(enc.rnn, enc.embed, self.vocab, lm_text, lm, model.dropout)
+                stream = [i for sent in lm_text for i in self.vocab.encode(sent)]
+                pretrain_encoder(enc.rnn, enc.embed, stream, len(self.vocab), (self.vocab.pad_id, self.vocab.unk_id),
+                                 lm, model.dropout)
         self._encoded: dict[str, tuple[list[list[int]], list[int]]] = {}
         self._train = self._encode("train") if data is not None else None
 

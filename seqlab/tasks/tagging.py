@@ -17,19 +17,23 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from seqlab.config import EmbeddingsConfig, ModelConfig
+from seqlab.config import EmbeddingsConfig, LMPretrainConfig, ModelConfig
 from seqlab.data.batch import eval_batches, pad
 from seqlab.data.conllu import TaggedCorpus
 from seqlab.data.text import tokenizer_fn
 from seqlab.data.vocab import Vocab
 from seqlab.errors import ConfigError, DataError
 from seqlab.metrics import accuracy, macro_f1
-from seqlab.models.heads import SequenceTagger
+from seqlab.models.heads import SequenceTagger, word_char_inputs
 from seqlab.tasks.base import StepOutput, Task
 from seqlab.tasks.sentiment import (
     embeddings_config,
     init_embeddings,
+    lm_pretrain_config,
+    pretrain_encoder,
     pretrain_vectors,
+    read_lm_text,
+    with_lm_words,
     with_vector_words,
 )
 
@@ -38,6 +42,26 @@ log = logging.getLogger(__name__)
 
 def _v(x: Any) -> Any:
     return getattr(x, "value", x)
+
+
+class FormInputs(torch.nn.Module):
+    """The tagger's RNN input for a stream of word *forms* (distinct cased tokens, the ids of
+    language-model pretraining): each form's (lower-cased) word embedding joined with the character
+    features of its spelling, computed once per distinct form of the batch. It holds the tagger's
+    own embedding and character modules, so pretraining through it trains them."""
+
+    def __init__(self, network: SequenceTagger, word_of_form: torch.Tensor, chars_of_form: torch.Tensor):
+        super().__init__()
+        self.embed, self.fixed_embed, self.chars = network.embed, network.fixed_embed, network.chars
+        self.register_buffer("word_of_form", word_of_form)  # F
+        self.register_buffer("chars_of_form", chars_of_form)  # F x L (0 = padding)
+
+    def forward(self, forms: torch.Tensor) -> torch.Tensor:
+        """B x S form ids -> B x S x (E + F)."""
+        distinct, index = torch.unique(forms, return_inverse=True)
+        rows = self.chars_of_form[distinct]
+        rows = rows[:, : int((rows != 0).sum(1).max())]  # as wide as the batch's longest form, as in training
+        return word_char_inputs(self.embed, self.fixed_embed, self.chars, self.word_of_form[forms], rows, index)
 
 
 @dataclass
@@ -72,6 +96,7 @@ class TaggingTask(Task):
         word_dropout_alpha: float = 0.0,
         lowercase_words: bool = False,
         embeddings: EmbeddingsConfig | dict | None = None,
+        lm_pretrain: LMPretrainConfig | dict | None = None,
         packed: bool = True,
         eval_batch_size: int = 128,
         num_samples: int = 3,
@@ -95,9 +120,13 @@ class TaggingTask(Task):
             vocab = vocab or {}
             train = self.splits["train"]
             embeddings = pretrain_vectors(embeddings, model.emb_size, cache_dir)
+            lm = lm_pretrain_config(lm_pretrain)
+            lm_text = read_lm_text(lm, lowercase=False) if lm is not None else []  # the char features read case
             words = [[w.lower() for w in s] for s in train.tokens] if lowercase_words else train.tokens
             self.vocab = with_vector_words(Vocab.build(words, vocab.get("min_freq", 1), vocab.get("max_size", 50000)),
                                            embeddings, lowercase_words)
+            self.vocab = with_lm_words(self.vocab, lm, [[w.lower() for w in s] for s in lm_text]
+                                       if lowercase_words else lm_text)
             self.char_vocab = Vocab.build((w for s in train.tokens for w in s), 1, 0)
             self.tags = sorted({t for s in train.tags for t in s})
             self.tokenizer, self.tag_column = data.tokenizer, data.tag_column
@@ -117,9 +146,33 @@ class TaggingTask(Task):
                                       len(self.char_vocab), char_emb_size, char_hidden_size, packed, residual)
         if state is None:
             init_embeddings(self.network.embed, spec, self.vocab, self.network.fixed_embed)
+            if lm is not None:
+                self._pretrain(lm_text, lm, model.dropout)
         self._encoded: dict[str, list[tuple[list[int], list[list[int]], list[int]]]] = {}
         self._train = self._encode("train") if data is not None else None
         self._drop_p = self._dropout_probabilities() if data is not None else None
+
+    def _pretrain(self, sentences: list[list[str]], spec: LMPretrainConfig, dropout: float) -> None:
+        """task.lm_pretrain: the embedding, character features and first RNN layer learn to predict
+        the next (forward) and previous (backward) lower-cased word of ``sentences``, read as forms."""
+        form_id: dict[str, int] = {}
+        stream = [form_id.setdefault(w, len(form_id)) for sent in sentences for w in sent]
+        forms = list(form_id)
+        word_ids, chars = self._encode_words(forms)
+        word_of_form = torch.tensor(word_ids)
+        chars_of_form = torch.zeros(len(forms), max(map(len, chars)), dtype=torch.long)
+        for r, c in enumerate(chars):
+            chars_of_form[r, : len(c)] = torch.tensor(c)
+        # each form predicts as its word: word ids ranked by frequency (the adaptive softmax wants
+        # the frequent ones first); padding and <unk> are never predicted
+        counts = torch.bincount(word_of_form[torch.tensor(stream)], minlength=len(self.vocab))
+        counts[[self.vocab.pad_id, self.vocab.unk_id]] = 0
+        order = counts.argsort(descending=True)
+        rank = torch.full((len(self.vocab),), -1, dtype=torch.long)
+        n = int((counts > 0).sum())
+        rank[order[:n]] = torch.arange(n)
+        inputs = FormInputs(self.network, word_of_form, chars_of_form)
+        pretrain_encoder(self.network.rnn, inputs, stream, len(forms), (), spec, dropout, rank[word_of_form])
 
     def _dropout_probabilities(self) -> torch.Tensor:
         """Per word id: the chance that a training occurrence becomes ``<unk>``: ``word_dropout``
