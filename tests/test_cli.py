@@ -114,7 +114,8 @@ def test_eval_in_bf16_casts_the_weights_once(run, tmp_path):
     assert {p.dtype for p in full.network.parameters()} == {torch.float32}
     assert {p.dtype for p in half.network.parameters()} == {torch.bfloat16}
     src = [SENTENCE.split(), "zwei hunde".split(), "eine frau mit einem hut".split()]
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+    device = next(half.network.parameters()).device.type  # restored onto the GPU where there is one
+    with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16):
         assert decoding_copy(half.network, {}) is half.network
         for decode in ({"strategy": "greedy", "max_len": 8}, {"strategy": "beam", "beam_size": 3, "max_len": 8}):
             a, b = full.translate_tokens(src, decode), half.translate_tokens(src, decode)

@@ -1,12 +1,12 @@
-"""``models.dropout.Dropout`` is dropout: the right share kept, kept values scaled by 1/(1-p), the
-gradient through the same mask, identity in eval mode."""
+"""``models.dropout.Dropout`` (and the functional ``dropout``) is dropout: the right share kept, kept
+values scaled by 1/(1-p), the gradient through the same mask, identity in eval mode."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from seqlab.models.dropout import Dropout
+from seqlab.models.dropout import Dropout, dropout
 
 pytestmark = pytest.mark.unit
 
@@ -37,3 +37,18 @@ def test_seeded_runs_repeat():
     torch.manual_seed(3)
     b = Dropout(0.3).train()(x)
     assert torch.equal(a, b)
+
+
+def test_functional_is_the_module():
+    x = torch.randn(64, 512)
+    torch.manual_seed(5)
+    a = Dropout(0.4).train()(x)
+    torch.manual_seed(5)
+    assert torch.equal(dropout(x, 0.4), a)
+    assert dropout(x, 0.4, training=False) is x
+
+
+def test_bf16_activations_keep_their_dtype_and_rate():
+    torch.manual_seed(0)
+    y = dropout(torch.ones(400, 500, dtype=torch.bfloat16), 0.33)
+    assert y.dtype == torch.bfloat16 and abs((y != 0).float().mean().item() - 0.67) < 0.006

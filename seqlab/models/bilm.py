@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from seqlab.models.dropout import dropout as drop
 from seqlab.models.heads import run_padded
 
 log = logging.getLogger("seqlab")
@@ -169,8 +169,8 @@ def pretrain_bilm(
         for lo in range(0, n_seg - batch_size + 1, batch_size):
             x = data[order[lo : lo + batch_size]].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                inputs = F.dropout(embed(x), dropout, True)
-                out = F.dropout(run_padded(lm_rnn, inputs, lengths), dropout, True)  # B x S x dirs*H
+                inputs = drop(embed(x), dropout)
+                out = drop(run_padded(lm_rnn, inputs, lengths), dropout)  # B x S x dirs*H
             loss = 0.0
             for head, (states, target) in zip(heads, lm_pairs(out, x, H), strict=True):
                 cls = rank[target].reshape(-1)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.models.attention import Attention
-from seqlab.models.dropout import Dropout
+from seqlab.models.dropout import Dropout, dropout
 from seqlab.models.encoders import EncoderOutput, make_rnn
 from seqlab.models.packed import Plain, packed
 from seqlab.models.shared_weight import SharedWeight
@@ -330,7 +330,7 @@ class RNNDecoder(nn.Module):
                 gi = x_pre
                 inp = h if extra is None else torch.cat([extra, h], dim=-1)
             else:
-                below = F.dropout(below, self.rnn.dropout, self.training)
+                below = dropout(below, self.rnn.dropout, self.training)
                 gi = w_in.mm(below) + (b_ih if self.cell == "gru" else b_ih + b_hh)
                 inp = h
             if self.cell == "lstm":

@@ -1,23 +1,33 @@
-"""``Dropout``: ``nn.Dropout`` with a cheaper mask on a CPU.
+"""``Dropout`` / ``dropout``: ``nn.Dropout`` / ``F.dropout`` with a cheaper mask on a CPU.
 
 PyTorch's CPU dropout draws its mask with ``bernoulli_``, which for the 64 x 512 tensor a decoder
 drops at every step takes ~2.4x as long as drawing uniforms and comparing them with ``p`` (measured
 on this project's machine, one thread). Same distribution: each element kept with probability
 ``1 - p`` and scaled by ``1 / (1 - p)``; a different random stream from ``nn.Dropout``'s. Elsewhere
-(CUDA) it is ``nn.Dropout``. No parameters, so checkpoints are the same.
+(CUDA) it is ``nn.Dropout``. No parameters, so checkpoints are the same. For the 64 x 64 x 512
+activations of language-model pretraining (two threads) the mask takes 8.7 instead of 24 ms.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+
+def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """``F.dropout(x, p, training)``, with the cheaper mask on a CPU."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, True)
+    if p == 1.0:
+        return x * 0.0
+    return x * torch.rand_like(x).ge_(p).mul_(1.0 / (1.0 - p))
 
 
 class Dropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0 or x.device.type != "cpu" or self.inplace:
+        if self.inplace:
             return super().forward(x)
-        if self.p == 1.0:
-            return x * 0.0
-        mask = torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))
-        return x * mask
+        return dropout(x, self.p, self.training)

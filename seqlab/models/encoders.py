@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqlab.models.dropout import Dropout
+from seqlab.models.dropout import Dropout, dropout
 from seqlab.models.shared_weight import SharedWeight
 
 RNN_CLASSES: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -149,7 +149,7 @@ def masked_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, mask: to
     finals_h, finals_c = [], []
     for layer in range(L):
         if layer > 0:
-            x = F.dropout(x, rnn.dropout, rnn.training)
+            x = dropout(x, rnn.dropout, rnn.training)
         gis, w_hh, b_hh = [], [], []
         for d in range(D):
             sfx = f"_l{layer}" + ("_reverse" if d else "")

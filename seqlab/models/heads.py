@@ -22,6 +22,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seqlab.config import ModelConfig
 from seqlab.errors import SeqlabError
 from seqlab.models.attention import Attention, build_attention
+from seqlab.models.dropout import Dropout, dropout
 from seqlab.models.encoders import RNNEncoder, length_mask, make_rnn, reverse_padded
 from seqlab.models.seq2seq import init_uniform
 
@@ -61,7 +62,7 @@ def run_padded(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch
     out = x
     for layer in range(rnn.num_layers):
         if layer:
-            out = nn.functional.dropout(out, rnn.dropout, rnn.training)
+            out = dropout(out, rnn.dropout, rnn.training)
         dirs = []
         for suffix in suffixes:
             names = [f"weight_ih_l{layer}{suffix}", f"weight_hh_l{layer}{suffix}"]
@@ -121,7 +122,7 @@ class SequenceClassifier(nn.Module):
         self.pooling = pooling
         H = cfg.hidden_size
         self.pool = AttentionPooling(_v(cfg.attention), H) if pooling == "attention" else None
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.out = nn.Linear(H, num_classes)
         init_uniform(self, cfg.init_range)
 
@@ -230,7 +231,7 @@ class SequenceTagger(nn.Module):
         directions = 2 if cfg.bidirectional else 1
         if cfg.hidden_size % directions:
             raise SeqlabError(f"model.hidden_size={cfg.hidden_size} must be even for a bidirectional encoder")
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.rnn = make_rnn(cfg.cell, in_size, cfg.hidden_size // directions, cfg.num_layers,
                             bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
         H = cfg.hidden_size
@@ -336,7 +337,7 @@ class CharLM(nn.Module):
         if window < 1:
             raise SeqlabError(f"task.attn_window={window}: must be at least 1")
         self.embed = nn.Embedding(vocab_size, cfg.emb_size)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.rnn = make_rnn(cfg.cell, cfg.emb_size, H, cfg.num_layers,
                             dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
         attention = build_attention(cfg.attention, H, H)

@@ -22,6 +22,7 @@ from seqlab.data.images import IMAGE_EXTENSIONS, VideoCorpus, load_image
 from seqlab.errors import DataError
 from seqlab.models.attention import build_attention
 from seqlab.models.cnn import FeatureCache, ImageBackbone
+from seqlab.models.dropout import Dropout
 from seqlab.models.encoders import make_rnn
 from seqlab.models.seq2seq import init_uniform
 from seqlab.tasks.base import StepOutput, Task
@@ -42,7 +43,7 @@ class FrameNet(nn.Module):
         C, h, w = self.backbone.grid_shape(image_size)
         self.pool = _v(pool)
         self.frame_proj = nn.Linear(C * h * w if self.pool == "flatten" else C, cfg.emb_size)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         directions = 2 if cfg.bidirectional else 1
         if cfg.hidden_size % directions:
             raise ValueError(f"model.hidden_size={cfg.hidden_size} must be even for a bidirectional RNN")
