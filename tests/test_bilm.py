@@ -12,7 +12,7 @@ from test_tagging import toy_corpus as toy_tagged
 from textfixtures import tiny_model
 
 from seqlab.errors import ConfigError, DataError
-from seqlab.models.bilm import adaptive_nll, first_layer, lm_pairs, pretrain_bilm
+from seqlab.models.bilm import adaptive_nll, first_layer, frequency_ranks, lm_pairs, pretrain_bilm
 from seqlab.models.encoders import make_rnn
 from seqlab.models.heads import run_padded
 from seqlab.tasks.sentiment import SentimentTask
@@ -125,6 +125,12 @@ def test_lm_pretrain_bad_settings_name_the_key(tmp_path):
     short.write_text("too short\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"task\.lm_pretrain: .*fewer than two segments"):
         SentimentTask(tiny_model("lstm"), data=toy_corpus(), lm_pretrain={"text": [str(short)], "steps": 1})
+
+
+@pytest.mark.unit
+def test_frequency_ranks():
+    rank, n = frequency_ranks(torch.tensor([3, 3, 2, 5, 5, 5, 0, 1, 4]), (0, 1), 7)
+    assert n == 4 and rank.tolist() == [-1, -1, 2, 1, 3, 0, -1]  # 5 x3, 3 x2, then 2 and 4 (ties by id)
 
 
 @pytest.mark.unit

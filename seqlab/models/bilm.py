@@ -19,7 +19,6 @@ import logging
 import math
 import random
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,14 +40,16 @@ class BiLMResult:
     last_loss: float  # ... and of the last
 
 
-def _ranks(stream: Sequence[int], skip: set[int], vocab_size: int) -> tuple[torch.Tensor, int]:
-    """Per token id its class in the LM softmax: ranks by frequency in ``stream`` (the adaptive
-    softmax wants the frequent words first); ids never seen or in ``skip`` get -1 (not predicted)."""
-    counts = Counter(i for i in stream if i not in skip)
-    rank = torch.full((vocab_size,), -1, dtype=torch.long)
-    for r, (i, _) in enumerate(counts.most_common()):
-        rank[i] = r
-    return rank, len(counts)
+def frequency_ranks(ids: torch.Tensor, skip: Sequence[int], size: int) -> tuple[torch.Tensor, int]:
+    """Per id in ``range(size)`` its rank by frequency in ``ids`` (0 = the most frequent; the
+    adaptive softmax wants the frequent words first), and how many ids are ranked; ids never seen
+    or in ``skip`` get -1 (never predicted)."""
+    counts = torch.bincount(ids, minlength=size)
+    counts[list(skip)] = 0
+    n = int((counts > 0).sum())
+    rank = torch.full((size,), -1, dtype=torch.long)
+    rank[counts.argsort(descending=True, stable=True)[:n]] = torch.arange(n)
+    return rank, n
 
 
 def adaptive_nll(head: nn.AdaptiveLogSoftmaxWithLoss, x: torch.Tensor, target: torch.Tensor,
@@ -132,7 +133,7 @@ def pretrain_bilm(
     device = next(rnn.parameters()).device
     lm_rnn = first_layer(rnn)
     if classes is None:
-        rank, n_classes = _ranks(stream, set(skip_ids), vocab_size)
+        rank, n_classes = frequency_ranks(torch.tensor(stream), skip_ids, vocab_size)
     else:
         if classes.shape != (vocab_size,):
             raise ValueError(f"pretrain_bilm: classes has shape {tuple(classes.shape)}, not ({vocab_size},)")

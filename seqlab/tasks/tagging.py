@@ -24,6 +24,7 @@ from seqlab.data.text import tokenizer_fn
 from seqlab.data.vocab import Vocab
 from seqlab.errors import ConfigError, DataError
 from seqlab.metrics import accuracy, macro_f1
+from seqlab.models.bilm import frequency_ranks
 from seqlab.models.heads import SequenceTagger, word_char_inputs
 from seqlab.tasks.base import StepOutput, Task
 from seqlab.tasks.sentiment import (
@@ -163,14 +164,9 @@ class TaggingTask(Task):
         chars_of_form = torch.zeros(len(forms), max(map(len, chars)), dtype=torch.long)
         for r, c in enumerate(chars):
             chars_of_form[r, : len(c)] = torch.tensor(c)
-        # each form predicts as its word: word ids ranked by frequency (the adaptive softmax wants
-        # the frequent ones first); padding and <unk> are never predicted
-        counts = torch.bincount(word_of_form[torch.tensor(stream)], minlength=len(self.vocab))
-        counts[[self.vocab.pad_id, self.vocab.unk_id]] = 0
-        order = counts.argsort(descending=True)
-        rank = torch.full((len(self.vocab),), -1, dtype=torch.long)
-        n = int((counts > 0).sum())
-        rank[order[:n]] = torch.arange(n)
+        # each form predicts as its word (padding and <unk>: never)
+        rank, _ = frequency_ranks(word_of_form[torch.tensor(stream)], (self.vocab.pad_id, self.vocab.unk_id),
+                                  len(self.vocab))
         inputs = FormInputs(self.network, word_of_form, chars_of_form)
         pretrain_encoder(self.network.rnn, inputs, stream, len(forms), (), spec, dropout, rank[word_of_form])
 
