@@ -64,7 +64,7 @@ def adaptive_nll(head: nn.AdaptiveLogSoftmaxWithLoss, x: torch.Tensor, target: t
 
     x = x if bf16 else x.float()
     short = head.shortlist_size
-    cluster = torch.bucketize(target, torch.tensor(head.cutoffs, device=target.device), right=True)  # 0 = shortlist
+    cluster = torch.bucketize(target, target.new_tensor(head.cutoffs), right=True)  # 0 = shortlist
     logp = linear(head.head, x).log_softmax(-1).gather(1, torch.where(cluster == 0, target, short + cluster - 1)[:, None])
     logp = logp.squeeze(1)
     for i, tail in enumerate(head.tail, start=1):
@@ -102,7 +102,7 @@ def lm_pairs(out: torch.Tensor, x: torch.Tensor, hidden: int) -> list[tuple[torc
 def pretrain_bilm(
     rnn: nn.RNNBase,
     embed: nn.Module,
-    stream: Sequence[int],
+    stream: torch.Tensor | Sequence[int],
     vocab_size: int,
     skip_ids: Sequence[int],
     *,
@@ -130,10 +130,11 @@ def pretrain_bilm(
         raise ValueError("pretrain_bilm needs a budget: minutes > 0 or steps > 0")
     if len(stream) < 2 * seq_len:
         raise ValueError(f"pretrain_bilm: the text has {len(stream)} tokens, fewer than two segments of {seq_len}")
+    stream = torch.as_tensor(stream, dtype=torch.long)
     device = next(rnn.parameters()).device
     lm_rnn = first_layer(rnn)
     if classes is None:
-        rank, n_classes = frequency_ranks(torch.tensor(stream), skip_ids, vocab_size)
+        rank, n_classes = frequency_ranks(stream, skip_ids, vocab_size)
     else:
         if classes.shape != (vocab_size,):
             raise ValueError(f"pretrain_bilm: classes has shape {tuple(classes.shape)}, not ({vocab_size},)")
@@ -150,7 +151,7 @@ def pretrain_bilm(
     opt = torch.optim.Adam(params, lr=lr, fused=True)
     n_seg = len(stream) // seq_len
     batch_size = min(batch_size, n_seg)  # a text shorter than one batch still makes (smaller) batches
-    data = torch.tensor(stream[: n_seg * seq_len], dtype=torch.long).view(n_seg, seq_len)
+    data = stream[: n_seg * seq_len].view(n_seg, seq_len)
     order = list(range(n_seg))
     rng = random.Random(seed)
     bf16 = precision == "bf16"

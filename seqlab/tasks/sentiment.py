@@ -152,22 +152,23 @@ def with_lm_words(vocab: Vocab, spec: LMPretrainConfig | None, sentences: list[l
                     " + ".join(spec.text))
 
 
-def pretrain_encoder(rnn: torch.nn.RNNBase, embed: torch.nn.Module, stream: list[int], n_ids: int,
+def pretrain_encoder(rnn: torch.nn.RNNBase, embed: torch.nn.Module, stream: torch.Tensor, n_ids: int,
                      skip_ids: Sequence[int], spec: LMPretrainConfig, dropout: float,
                      classes: torch.Tensor | None = None) -> None:
     """Train ``embed`` and ``rnn`` as a (bidirectional) language model over the id ``stream`` now
-    (``seqlab.models.bilm``), on the GPU when there is one (``task.lm_pretrain.device``)."""
-    from seqlab.models.bilm import pretrain_bilm
+    (``seqlab.models.bilm``), on the GPU when there is one (``task.lm_pretrain.device``). The ids
+    predict their ``classes`` (default: themselves ranked by frequency, never ``skip_ids``)."""
+    from seqlab.models.bilm import frequency_ranks, pretrain_bilm
 
+    if classes is None:
+        classes, _ = frequency_ranks(stream, skip_ids, n_ids)
     device = resolve_device(spec.device)
     home = next(rnn.parameters()).device
     rnn.to(device), embed.to(device)
-    skip = set(skip_ids)
-    unpredicted = (sum(i in skip for i in stream) if classes is None
-                   else int((classes[torch.tensor(stream)] < 0).sum()))
+    unpredicted = 100 * int((classes[stream] < 0).sum()) / max(len(stream), 1)
     log.info("task.lm_pretrain: %s tokens of %s (%.1f%% not predicted: <unk>) on %s, at most %s minutes%s",
-             f"{len(stream):,}", " + ".join(spec.text), 100 * unpredicted / max(len(stream), 1), device,
-             f"{spec.minutes:g}", f" / {spec.steps} steps" if spec.steps else "")
+             f"{len(stream):,}", " + ".join(spec.text), unpredicted, device, f"{spec.minutes:g}",
+             f" / {spec.steps} steps" if spec.steps else "")
     try:
         r = pretrain_bilm(rnn, embed, stream, n_ids, skip_ids, minutes=spec.minutes,
                           steps=spec.steps, seq_len=spec.seq_len, batch_size=spec.batch_size, lr=spec.lr,
@@ -255,7 +256,7 @@ class SentimentTask(Task):
             init_embeddings(self.network.encoder.embed, embeddings, self.vocab)
             if lm is not None:
                 enc = self.network.encoder
-                stream = [i for sent in lm_text for i in self.vocab.encode(sent)]
+                stream = torch.tensor([i for sent in lm_text for i in self.vocab.encode(sent)], dtype=torch.long)
                 pretrain_encoder(enc.rnn, enc.embed, stream, len(self.vocab), (self.vocab.pad_id, self.vocab.unk_id),
                                  lm, model.dropout)
         self._encoded: dict[str, tuple[list[list[int]], list[int]]] = {}

@@ -157,7 +157,7 @@ class TaggingTask(Task):
         """task.lm_pretrain: the embedding, character features and first RNN layer learn to predict
         the next (forward) and previous (backward) lower-cased word of ``sentences``, read as forms."""
         form_id: dict[str, int] = {}
-        stream = [form_id.setdefault(w, len(form_id)) for sent in sentences for w in sent]
+        stream = torch.tensor([form_id.setdefault(w, len(form_id)) for sent in sentences for w in sent], dtype=torch.long)
         forms = list(form_id)
         word_ids, chars = self._encode_words(forms)
         word_of_form = torch.tensor(word_ids)
@@ -165,8 +165,7 @@ class TaggingTask(Task):
         for r, c in enumerate(chars):
             chars_of_form[r, : len(c)] = torch.tensor(c)
         # each form predicts as its word (padding and <unk>: never)
-        rank, _ = frequency_ranks(word_of_form[torch.tensor(stream)], (self.vocab.pad_id, self.vocab.unk_id),
-                                  len(self.vocab))
+        rank, _ = frequency_ranks(word_of_form[stream], (self.vocab.pad_id, self.vocab.unk_id), len(self.vocab))
         inputs = FormInputs(self.network, word_of_form, chars_of_form)
         pretrain_encoder(self.network.rnn, inputs, stream, len(forms), (), spec, dropout, rank[word_of_form])
 
