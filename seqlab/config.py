@@ -205,6 +205,9 @@ class TrainerConfig:
     val_every_steps: int = 0  # 0: validate at the end of each epoch
     log_every: int = 25
     early_stopping_patience: int = 0  # validations without improvement; 0 disables
+    # > 0 (e.g. 0.999): validate, checkpoint and predict with an exponential moving average of the
+    # weights, updated after every step (seqlab/training/ema.py); 0 disables
+    ema_decay: float = 0.0
     precision: Precision = Precision.auto
     device: str = "auto"
     progress_bar: bool = True

@@ -18,12 +18,15 @@ FORMAT = "seqlab-checkpoint"
 VERSION = 1
 
 
-def model_checkpoint(task: Any, config: dict[str, Any], step: int | None, **extra: Any) -> dict[str, Any]:
+def model_checkpoint(task: Any, config: dict[str, Any], step: int | None,
+                     weights: dict[str, torch.Tensor] | None = None, **extra: Any) -> dict[str, Any]:
     """A checkpoint's entries that reading it back needs (``evaluate.restore_task``): format,
-    version, the network's weights, the task's state (vocabularies and the like) and the run's
-    config; ``extra`` adds training state (optimizer, sampler, ...)."""
+    version, the network's weights (``weights``, default its current ones), the task's state
+    (vocabularies and the like) and the run's config; ``extra`` adds training state (optimizer,
+    sampler, ...)."""
     return {"format": FORMAT, "version": VERSION, "torch_version": str(torch.__version__),
-            "model": task.network.state_dict(), "task": task.state(), "config": config, "step": step, **extra}
+            "model": task.network.state_dict() if weights is None else weights, "task": task.state(),
+            "config": config, "step": step, **extra}
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -133,6 +136,6 @@ def average(paths: list[str | Path]) -> dict[str, Any]:
             avg[k] = sum(c["model"][k].double() for c in ckpts).div(len(ckpts)).to(v.dtype)
         else:
             avg[k] = v
-    out = {k: v for k, v in ref.items() if k not in ("optimizer", "scheduler")}
+    out = {k: v for k, v in ref.items() if k not in ("optimizer", "scheduler", "train_model")}
     out.update(model=avg, averaged_from=[str(p) for p in paths], optimizer=None, scheduler=None)
     return out

@@ -19,6 +19,7 @@ from seqlab.errors import ConfigError, TrainingDiverged
 from seqlab.runtime import resolve_device
 from seqlab.tasks.base import Task
 from seqlab.training import checkpoint as ckpt_io
+from seqlab.training.ema import WeightEMA
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.amp_dtype = autocast_dtype(cfg.precision, self.device)
         self.state = FitState()
+        self.ema: WeightEMA | None = None
 
     # ------------------------------------------------------------------------------ fit
     def fit(self, task: Task, optimizer, scheduler, scheduler_interval: str, logger, checkpointer: Checkpointer,
@@ -97,6 +99,13 @@ class Trainer:
         if resume is not None:
             self._restore(resume, task, optimizer, scheduler, sampler, checkpointer)
             log.info("resumed at step %d (epoch %d, batch %d of it)", st.step, st.epoch, sampler.position)
+        if cfg.ema_decay:
+            try:
+                self.ema = WeightEMA(task.network, cfg.ema_decay)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+            if resume is not None and "train_model" in resume:  # it was saved with its average
+                self.ema.load_state_dict(resume["model"], int(resume.get("ema_updates", 0)))
         self.task, self.optimizer, self.scheduler, self.sampler = task, optimizer, scheduler, sampler
         self.logger, self.checkpointer, self.scheduler_interval = logger, checkpointer, scheduler_interval
         params = [p for p in task.network.parameters() if p.requires_grad]
@@ -163,6 +172,8 @@ class Trainer:
             self._diverged(f"the gradient norm is {grad_norm}")
         scaler.step(optimizer)
         scaler.update()
+        if self.ema is not None:
+            self.ema.update()
         out.logs["grad_norm"] = grad_norm
         return out
 
@@ -195,11 +206,12 @@ class Trainer:
     def _validate(self, final: bool = False) -> None:
         st, task, ck = self.state, self.task, self.checkpointer
         t0 = time.perf_counter()
-        metrics = task.evaluate("val", self.cfg.limit_eval)
-        st.last_val = metrics
-        st.train_seconds = time.perf_counter() - self._t_fit
-        self.logger.scalars({**metrics, "train/minutes": st.train_seconds / 60}, st.step)
-        task.log_samples(self.logger, st.step, "val")
+        with self.ema.applied() if self.ema is not None else contextlib.nullcontext():
+            metrics = task.evaluate("val", self.cfg.limit_eval)
+            st.last_val = metrics
+            st.train_seconds = time.perf_counter() - self._t_fit
+            self.logger.scalars({**metrics, "train/minutes": st.train_seconds / 60}, st.step)
+            task.log_samples(self.logger, st.step, "val")
         value = metrics.get(ck.monitor)
         if value is None:
             raise KeyError(f"task.monitor={ck.monitor!r} is not among the validation metrics {sorted(metrics)}")
@@ -224,10 +236,16 @@ class Trainer:
 
     # ---------------------------------------------------------------------- checkpoints
     def _save(self, path: Path) -> None:
+        """With trainer.ema_decay, ``model`` holds the averaged weights (the ones validated, which
+        eval and predict read) and ``train_model`` the optimizer's own, which a resumed run continues."""
         st = self.state
+        averaged = {}
+        if self.ema is not None:
+            averaged = {"weights": self.ema.state_dict(), "train_model": self.task.network.state_dict(),
+                        "ema_updates": self.ema.updates}
         ckpt_io.atomic_save(
             ckpt_io.model_checkpoint(
-                self.task, self.run_config, st.step,
+                self.task, self.run_config, st.step, **averaged,
                 optimizer=self.optimizer.state_dict(),
                 scheduler=self.scheduler.state_dict() if self.scheduler is not None else None,
                 epoch=st.epoch,
@@ -243,7 +261,7 @@ class Trainer:
 
     def _restore(self, ckpt, task, optimizer, scheduler, sampler, checkpointer) -> None:
         st = self.state
-        ckpt_io.load_weights(task.network, ckpt["model"], "ckpt_path")
+        ckpt_io.load_weights(task.network, ckpt.get("train_model", ckpt["model"]), "ckpt_path")
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler") is not None:
             scheduler.load_state_dict(ckpt["scheduler"])
