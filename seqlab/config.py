@@ -454,6 +454,9 @@ class TaggingDataConfig:
     name: str | None = None  # hub dataset name (format=hub)
     tag_column: str = "upos"  # conllu: upos | xpos; hub: the column holding the tags
     tokens_column: str = "tokens"  # hub only
+    # more tag columns learnt beside tag_column as extra outputs (multi-task; conllu: upos, xpos,
+    # feats, deprel; hub: column names); the task reports val/acc_<column> for each
+    aux_columns: list[str] = field(default_factory=list)
     train: PathSplit = field(default_factory=PathSplit)
     val: PathSplit = field(default_factory=PathSplit)
     test: PathSplit = field(default_factory=PathSplit)
@@ -533,6 +536,7 @@ class TaggingTaskConfig:
     word_dropout: float = 0.0  # training tokens replaced by <unk> (teaches the unknown-word path)
     word_dropout_alpha: float = 0.0  # and a word seen c times in training with probability alpha/(alpha+c)
     lowercase_words: bool = False  # word embeddings for lower-cased forms (characters keep the case)
+    aux_weight: float = 1.0  # weight of each data.aux_columns output's loss beside the main tags'
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
     lm_pretrain: LMPretrainConfig = field(default_factory=LMPretrainConfig)  # embedding, chars, first RNN layer
     packed: bool = True  # false: the RNNs run over the padded batch (same result; faster LSTM on a CPU)

@@ -268,7 +268,7 @@ def test_ensemble_averages_tag_probabilities(tmp_path):
     members = [restore(p, with_data=False)[0] for p in paths]
     ensemble, got_paths, _ = restore(paths, with_data=False)
     assert got_paths == paths
-    items = [members[0]._encode_words(s) + ([0] * len(s),) for s in (["The", "dog", "sat"], ["Dogs", "bark"])]
+    items = [members[0]._encode_words(s) + ([0] * len(s), []) for s in (["The", "dog", "sat"], ["Dogs", "bark"])]
     batch = members[0]._batch(items)
     probs = [m.network(batch.words, batch.lengths, batch.chars, batch.char_index)[0].softmax(-1) for m in members]
     logp, _ = ensemble.network(batch.words, batch.lengths, batch.chars, batch.char_index)
@@ -307,3 +307,83 @@ def test_extended_vocab_and_residual_pretrained_vectors(tmp_path):
     restored = TaggingTask(tiny_model("lstm"), state=task.state(), char_features="none", lowercase_words=True,
                            embeddings=spec)
     restored.network.load_state_dict(net.state_dict())  # the same modules, so checkpoints load
+
+
+# ------------------------------------------------------------------ auxiliary tag sets (multi-task)
+@pytest.mark.unit
+def test_conllu_reads_auxiliary_tag_columns(tmp_path):
+    s = parse_conllu(CONLLU.splitlines(), "toy.conllu", "upos", ["xpos", "feats"])
+    assert s.tags[0] == ["PRON", "AUX", "PART", "VERB", "PUNCT"]
+    assert s.aux["xpos"] == [["PRP", "VBP", "RB", "VB", "."], ["UH"]]
+    assert s.aux["feats"] == [["_"] * 5, ["_"]]  # no features is a tag like any other
+    dev = slice_of("ud_ewt/en_ewt-ud-dev.conllu.gz", tmp_path / "dev.conllu.gz", 300)
+    c = load_tagging(train={"path": str(dev)}, val={"path": str(dev)}, aux_columns=["XPOS", "feats"])
+    assert c.aux_columns == ["xpos", "feats"]
+    assert c.splits["val"].aux["xpos"][0] == ["IN", "DT", "NNP", "VBZ", "DT", "NN", ":"]
+    assert c.splits["val"].aux["feats"][0][1] == "Definite=Def|PronType=Art"
+    assert c.fingerprint != load_tagging(train={"path": str(dev)}, val={"path": str(dev)}).fingerprint
+    with pytest.raises(DataError, match=r"data\.aux_columns: 'lemma' is not a CoNLL-U tag column"):
+        load_tagging(train={"path": str(dev)}, val={"path": str(dev)}, aux_columns=["lemma"])
+    with pytest.raises(DataError, match=r"data\.aux_columns=\['upos'\]: each column once, and not data\.tag_column"):
+        load_tagging(train={"path": str(dev)}, val={"path": str(dev)}, aux_columns=["upos"])
+
+
+def aux_corpus() -> TaggedCorpus:
+    c = toy_corpus()
+    train = c.splits["train"]
+    xpos = [["DT", "NN", "VBD", "."], ["NNS", "VBP"], ["DT", "NN", "VBD", "RP", "."]]
+    c.splits["train"] = TaggedSplit(train.tokens, train.tags, {"xpos": xpos})
+    # dev: an XPOS tag never seen in training is not scored (and not an error: it is not the task's tag set)
+    c.splits["val"] = TaggedSplit(train.tokens, train.tags, {"xpos": [xpos[0], ["NNS", "VBZ"], xpos[2]]})
+    c.aux_columns = ["xpos"]
+    return c
+
+
+@pytest.mark.unit
+def test_auxiliary_tags_add_their_loss_and_their_accuracy(tmp_path):
+    torch.manual_seed(0)
+    task = TaggingTask(tiny_model("lstm"), data=aux_corpus(), char_features="cnn", aux_weight=0.5)
+    assert task.aux_tags == {"xpos": [".", "DT", "NN", "NNS", "RP", "VBD", "VBP"]}
+    batch = task._batch(task._encode("train"))
+    assert [a.shape for a in batch.aux] == [batch.tags.shape]
+    out = task.training_step(batch)
+    logits, _, (xpos_logits,) = task.network(batch.words, batch.lengths, batch.chars, batch.char_index, with_aux=True)
+    main = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.tags.flatten(), ignore_index=-100)
+    aux = torch.nn.functional.cross_entropy(xpos_logits.flatten(0, 1), batch.aux[0].flatten(), ignore_index=-100)
+    torch.testing.assert_close(out.loss, main + 0.5 * aux)
+    assert out.logs["tag_loss"] == pytest.approx(main.item())
+    out.loss.backward()
+    assert task.network.aux_out[0].weight.grad.abs().sum() > 0
+    metrics = task.evaluate("val")
+    val_aux = task._encode("val")[1][3][0]
+    assert val_aux[1] == -100 and "val/acc_xpos" in metrics and 0 <= metrics["val/acc_xpos"] <= 100
+    # scored over the 10 dev tokens whose XPOS was seen in training; the main metrics are untouched
+    preds = task.network(batch.words, batch.lengths, batch.chars, batch.char_index, with_aux=True)[2][0].argmax(-1)
+    gold = task._batch(task._encode("val")).aux[0]
+    hits = int((preds == gold)[gold != -100].sum())
+    assert metrics["val/acc_xpos"] == pytest.approx(100 * hits / 10)
+    # a restored checkpoint keeps the auxiliary outputs (and predict still prints the main tags)
+    back = TaggingTask(tiny_model("lstm"), state=task.state(), char_features="cnn")
+    back.network.load_state_dict(task.network.state_dict())
+    assert back.aux_tags == task.aux_tags and back.predict(["The cat sat"])[0].count("/") == 3
+
+
+@pytest.mark.unit
+def test_hub_token_classification_with_an_auxiliary_column(monkeypatch):
+    """A hub dataset shaped like conll2003 (class-label ids per token), served from memory."""
+    import datasets
+
+    import seqlab.data.conllu as conllu
+
+    feats = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                               "pos_tags": datasets.Sequence(datasets.ClassLabel(names=["DT", "NN", "VBZ"])),
+                               "ner_tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-PER"]))})
+    rows = {"tokens": [["The", "cat", "sleeps"], [], ["Ann", "sleeps"]], "pos_tags": [[0, 1, 2], [], [1, 2]],
+            "ner_tags": [[0, 0, 0], [], [1, 0]]}
+    ds = datasets.Dataset.from_dict(rows, features=feats)
+    monkeypatch.setattr(conllu, "open_hub", lambda name, fallback: {"train": ds, "val": ds})
+    c = load_tagging(format="hub", name="someone/pos", tag_column="ner_tags", aux_columns=["pos_tags"])
+    assert c.splits["train"].tags == [["O", "O", "O"], ["B-PER", "O"]]  # the empty sentence dropped
+    assert c.splits["train"].aux == {"pos_tags": [["DT", "NN", "VBZ"], ["NN", "VBZ"]]}
+    with pytest.raises(DataError, match=r"no column 'chunk_tags'.*set data\.aux_columns"):
+        load_tagging(format="hub", name="someone/pos", tag_column="ner_tags", aux_columns=["chunk_tags"])

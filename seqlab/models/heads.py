@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -215,7 +216,7 @@ class SequenceTagger(nn.Module):
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, num_tags: int, pad_id: int,
                  char_features: str = "none", n_chars: int = 0, char_emb_size: int = 32, char_hidden_size: int = 64,
-                 packed: bool = True, fixed_embeddings: bool = False):
+                 packed: bool = True, fixed_embeddings: bool = False, aux_tags: Sequence[int] = ()):
         super().__init__()
         self.packed = packed  # False: run_padded (same result; oneDNN's fused LSTM on a CPU)
         self.embed = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=pad_id)
@@ -238,13 +239,16 @@ class SequenceTagger(nn.Module):
         self.attention = build_attention(cfg.attention, H, H)
         self.combine = nn.Linear(2 * H, H) if self.attention is not None else None
         self.out = nn.Linear(H, num_tags)
+        # more tag sets read off the same states (multi-task: XPOS, FEATS, ... beside UPOS)
+        self.aux_out = nn.ModuleList(nn.Linear(H, n) for n in aux_tags)
         init_uniform(self, cfg.init_range)
         if self.fixed_embed is not None:
             self.fixed_embed.weight.requires_grad_(False)
 
     def forward(self, words: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None,
-                char_index: torch.Tensor | None = None):
-        """words: B x S ids, lengths: B -> logits B x S x T, attention weights B x S x S (or None).
+                char_index: torch.Tensor | None = None, with_aux: bool = False):
+        """words: B x S ids, lengths: B -> logits B x S x T, attention weights B x S x S (or None)
+        (and with ``with_aux`` a third item: the logits of each auxiliary tag set).
 
         chars: B x S x L character ids per position, or U x L for U distinct words with
         ``char_index`` (B x S) naming each position's row (each distinct word's features once).
@@ -259,7 +263,10 @@ class SequenceTagger(nn.Module):
             mask = length_mask(lengths.to(h.device), S)
             ctx, weights = self.attention(h, self.attention.project_keys(h), h, mask)  # B x S x H, B x S x S
             h = torch.tanh(self.combine(torch.cat([h, ctx], dim=-1)))
-        return self.out(self.dropout(h)), weights
+        h = self.dropout(h)
+        if with_aux:
+            return self.out(h), weights, [out(h) for out in self.aux_out]
+        return self.out(h), weights
 
 
 # ------------------------------------------------------------------------------- ensembles

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +72,14 @@ class TagBatch:
     chars: torch.Tensor | None  # U x L: the batch's distinct words, longest first (0 = padding)
     tags: torch.Tensor  # B x S (-100 at padding)
     char_index: torch.Tensor | None = None  # B x S: the row of ``chars`` for each position
+    aux: list[torch.Tensor] = field(default_factory=list)  # B x S per auxiliary tag set (-100: padding, unseen)
 
 
 class TaggingTask(Task):
-    """Sequence labelling; monitors token accuracy (percent), reports macro F1 over tags."""
+    """Sequence labelling; monitors token accuracy (percent), reports macro F1 over tags.
+
+    With ``data.aux_columns`` the network also learns those tag sets (XPOS, FEATS, ...) from the
+    same states, their losses added with ``aux_weight``; ``val/acc_<column>`` reports each."""
 
     IGNORE = -100
 
@@ -96,6 +100,7 @@ class TaggingTask(Task):
         word_dropout: float = 0.0,
         word_dropout_alpha: float = 0.0,
         lowercase_words: bool = False,
+        aux_weight: float = 1.0,
         embeddings: EmbeddingsConfig | dict | None = None,
         lm_pretrain: LMPretrainConfig | dict | None = None,
         packed: bool = True,
@@ -104,7 +109,7 @@ class TaggingTask(Task):
     ):
         self.name, self.monitor, self.monitor_mode = name, monitor, monitor_mode
         self.max_word_len, self.word_dropout, self.lowercase_words = max_word_len, word_dropout, lowercase_words
-        self.word_dropout_alpha = word_dropout_alpha
+        self.word_dropout_alpha, self.aux_weight = word_dropout_alpha, aux_weight
         if not 0.0 <= word_dropout <= 1.0 or word_dropout_alpha < 0:
             raise ConfigError(f"task.word_dropout={word_dropout} must be in [0, 1] and "
                             f"task.word_dropout_alpha={word_dropout_alpha} >= 0")
@@ -117,6 +122,7 @@ class TaggingTask(Task):
             self.vocab, self.char_vocab = Vocab(state["vocab"]), Vocab(state["char_vocab"])
             self.tags, self.tokenizer = list(state["tags"]), state["tokenizer"]
             self.tag_column = state.get("tag_column", "")
+            self.aux_tags = {c: list(t) for c, t in state.get("aux_tags", {}).items()}
         else:
             vocab = vocab or {}
             train = self.splits["train"]
@@ -130,12 +136,16 @@ class TaggingTask(Task):
                                        if lowercase_words else lm_text)
             self.char_vocab = Vocab.build((w for s in train.tokens for w in s), 1, 0)
             self.tags = sorted({t for s in train.tags for t in s})
+            self.aux_tags = {c: sorted({t for s in train.aux[c] for t in s}) for c in data.aux_columns}
             self.tokenizer, self.tag_column = data.tokenizer, data.tag_column
             log.info("vocabulary: %d words, %d characters; %d tags: %s", len(self.vocab), len(self.char_vocab),
                      len(self.tags), " ".join(self.tags))
+            for c, tags in self.aux_tags.items():
+                log.info("auxiliary tags %s (loss weight %g): %d", c, aux_weight, len(tags))
         if not _v(model.bidirectional):
             log.warning("model.bidirectional=false: the tagger sees only the words to the left")
         self.tag_id = {t: i for i, t in enumerate(self.tags)}
+        self.aux_id = {c: {t: i for i, t in enumerate(tags)} for c, tags in self.aux_tags.items()}
         for split, s in self.splits.items():
             unseen = {t for sent in s.tags for t in sent} - set(self.tag_id)
             if unseen and split != "train":
@@ -144,7 +154,8 @@ class TaggingTask(Task):
         spec = embeddings_config(embeddings)
         residual = bool(spec is not None and (spec.path or spec.pretrain) and spec.residual)
         self.network = SequenceTagger(model, len(self.vocab), len(self.tags), self.vocab.pad_id, self.char_features,
-                                      len(self.char_vocab), char_emb_size, char_hidden_size, packed, residual)
+                                      len(self.char_vocab), char_emb_size, char_hidden_size, packed, residual,
+                                      [len(t) for t in self.aux_tags.values()])
         if state is None:
             init_embeddings(self.network.embed, spec, self.vocab, self.network.fixed_embed)
             if lm is not None:
@@ -173,7 +184,7 @@ class TaggingTask(Task):
         """Per word id: the chance that a training occurrence becomes ``<unk>``: ``word_dropout``
         plus ``alpha / (alpha + count)`` (Kiperwasser & Goldberg 2016), so that rare words, the
         ones most like words never seen, are dropped most; never padding or ``<unk>`` itself."""
-        counts = Counter(w for words, _, _ in self._train for w in words)
+        counts = Counter(w for words, *_ in self._train for w in words)
         c = torch.tensor([counts.get(i, 0) for i in range(len(self.vocab))], dtype=torch.float)
         a = self.word_dropout_alpha
         p = self.word_dropout + (a / (a + c) if a > 0 else torch.zeros_like(c))
@@ -190,16 +201,21 @@ class TaggingTask(Task):
             if split not in self.splits:
                 raise DataError(f"split {split!r} is not in the data (have: {', '.join(self.splits)})")
             s = self.splits[split]
-            self._encoded[split] = [(*self._encode_words(w), [self.tag_id[t] for t in tags])
-                                    for w, tags in zip(s.tokens, s.tags, strict=True)]
+            # auxiliary tags never seen in training (a rare FEATS bundle, say) are not scored
+            aux = [[[ids.get(t, self.IGNORE) for t in tags] for tags in s.aux[c]] for c, ids in self.aux_id.items()]
+            self._encoded[split] = [(*self._encode_words(w), [self.tag_id[t] for t in tags], [a[k] for a in aux])
+                                    for k, (w, tags) in enumerate(zip(s.tokens, s.tags, strict=True))]
         return self._encoded[split]
 
     def train_lengths(self) -> list[int]:
-        return [len(w) for w, _, _ in self._train]
+        return [len(w) for w, *_ in self._train]
 
-    def _batch(self, items: Sequence[tuple[list[int], list[list[int]], list[int]]], train: bool = False) -> TagBatch:
-        words, lengths = pad([w for w, _, _ in items], self.vocab.pad_id)
-        tags, _ = pad([t for _, _, t in items], self.IGNORE)
+    def _batch(self, items: Sequence[tuple[list[int], list[list[int]], list[int], list[list[int]]]],
+               train: bool = False) -> TagBatch:
+        """``items``: (word ids, character ids per word, tag ids, auxiliary tag ids per tag set)."""
+        words, lengths = pad([w for w, *_ in items], self.vocab.pad_id)
+        tags, _ = pad([t for _, _, t, _ in items], self.IGNORE)
+        aux = [pad([it[3][k] for it in items], self.IGNORE)[0].to(self.device) for k in range(len(items[0][3]))]
         if train and (self.word_dropout > 0 or self.word_dropout_alpha > 0):
             words = words.masked_fill(torch.rand(words.shape) < self._drop_p[words], self.vocab.unk_id)
         chars = index = None
@@ -208,7 +224,7 @@ class TaggingTask(Task):
             # its tokens), and the network gathers them back to the positions
             rows: dict[tuple[int, ...], int] = {}
             index = torch.zeros(words.shape, dtype=torch.long)  # padding positions read row 0
-            for b, (_, cs, _) in enumerate(items):
+            for b, (_, cs, *_) in enumerate(items):
                 index[b, : len(cs)] = torch.tensor([rows.setdefault(tuple(c), len(rows)) for c in cs])
             distinct = sorted(rows, key=lambda c: (-len(c), rows[c]))  # longest first
             order = torch.empty(len(distinct), dtype=torch.long)
@@ -219,56 +235,74 @@ class TaggingTask(Task):
                 chars[r, : len(c)] = torch.tensor(c)
             chars, index = chars.to(self.device), index.to(self.device)
         d = self.device
-        return TagBatch(words.to(d), lengths.to(d), chars, tags.to(d), index)
+        return TagBatch(words.to(d), lengths.to(d), chars, tags.to(d), index, aux)
 
     def collate(self, indices: Sequence[int]) -> TagBatch:
         return self._batch([self._train[i] for i in indices], train=True)
 
     # ---------------------------------------------------------------------- training
     def training_step(self, batch: TagBatch) -> StepOutput:
-        logits, _ = self.network(batch.words, batch.lengths, batch.chars, batch.char_index)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.tags.flatten(), ignore_index=self.IGNORE)
-        return StepOutput(loss=loss, n_tokens=int(batch.lengths.sum()), logs={"loss": loss.item()})
+        logits, _, aux_logits = self.network(batch.words, batch.lengths, batch.chars, batch.char_index, with_aux=True)
+        loss = tag_loss = self._nll(logits, batch.tags)
+        for a, gold in zip(aux_logits, batch.aux, strict=True):
+            loss = loss + self.aux_weight * self._nll(a, gold)
+        logs = {"loss": loss.item()}
+        if aux_logits:
+            logs["tag_loss"] = tag_loss.item()
+        return StepOutput(loss=loss, n_tokens=int(batch.lengths.sum()), logs=logs)
+
+    def _nll(self, logits: torch.Tensor, gold: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        return F.cross_entropy(logits.flatten(0, 1).float(), gold.flatten(), ignore_index=self.IGNORE,
+                               reduction=reduction)
 
     # -------------------------------------------------------------------- evaluation
     @torch.no_grad()
     def _tag(self, items, batch_size: int = 0):
-        """Predicted tag ids per sentence, attention (S x S or None) per sentence, summed nll."""
+        """Predicted tag ids per sentence, attention (S x S or None) per sentence, summed nll, and
+        the accuracy (percent) of each auxiliary tag set the items carry."""
         self.network.eval()
         preds: list[list[int]] = [[] for _ in items]
         attn: list[torch.Tensor | None] = [None] * len(items)
         nll = 0.0
-        for idx in eval_batches([len(w) for w, _, _ in items], batch_size or self.eval_batch_size):
+        # an ensemble (ProbabilityAverage) reads the main tags only
+        with_aux = bool(items and items[0][3] and getattr(self.network, "aux_out", None))
+        aux_hits = torch.zeros(len(self.aux_tags) if with_aux else 0, 2)  # correct, scored
+        for idx in eval_batches([len(w) for w, *_ in items], batch_size or self.eval_batch_size):
             b = self._batch([items[i] for i in idx])
-            logits, weights = self.network(b.words, b.lengths, b.chars, b.char_index)
-            nll += F.cross_entropy(logits.flatten(0, 1).float(), b.tags.flatten(), ignore_index=self.IGNORE,
-                                   reduction="sum").item()
+            logits, weights, *aux_logits = self.network(b.words, b.lengths, b.chars, b.char_index,
+                                                        **({"with_aux": True} if with_aux else {}))
+            nll += self._nll(logits, b.tags, "sum").item()
+            for k, (a, gold) in enumerate(zip(aux_logits[0] if aux_logits else [], b.aux, strict=True)):
+                scored = gold != self.IGNORE
+                aux_hits[k] += torch.tensor([int((a.argmax(-1) == gold)[scored].sum()), int(scored.sum())])
             best = logits.argmax(-1).tolist()
             for row, i in enumerate(idx):
                 n = len(items[i][0])
                 preds[i] = best[row][:n]
                 if weights is not None:
                     attn[i] = weights[row, :n, :n].float().cpu()
-        return preds, attn, nll
+        aux_acc = {c: 100 * float(h[0] / h[1].clamp(min=1)) for c, h in zip(self.aux_tags, aux_hits, strict=False)}
+        return preds, attn, nll, aux_acc
 
     def evaluate(self, split: str = "val", limit: int | None = None, decode: Any = None) -> dict[str, float]:
         items = self._encode(split)
         if limit:
             items = items[:limit]
-        preds, _, nll = self._tag(items)
-        gold = [t for _, _, tags in items for t in tags]
+        preds, _, nll, aux_acc = self._tag(items)
+        gold = [t for _, _, tags, _ in items for t in tags]
         flat = [p for sent in preds for p in sent]
         self.last_hypotheses = [" ".join(self.tags[p] for p in sent) for sent in preds]
         return {
             f"{split}/loss": nll / max(len(gold), 1),
             f"{split}/acc": accuracy(gold, flat),
             f"{split}/f1": macro_f1(gold, flat, range(len(self.tags))),
+            **{f"{split}/acc_{c}": acc for c, acc in aux_acc.items()},
         }
 
     # ---------------------------------------------------------------------- prediction
     def tag_sentences(self, sentences: Sequence[Sequence[str]], batch_size: int = 0):
-        items = [(*self._encode_words(s), [0] * len(s)) for s in sentences]
-        preds, attn, _ = self._tag(items, batch_size)
+        items = [(*self._encode_words(s), [0] * len(s), []) for s in sentences]
+        preds, attn, *_ = self._tag(items, batch_size)
         return [[self.tags[p] for p in sent] for sent in preds], attn
 
     def predict(self, inputs: Sequence[str], decode: Any = None, out_dir: str | None = None) -> list[str]:
@@ -304,7 +338,7 @@ class TaggingTask(Task):
     # --------------------------------------------------------------------- persistence
     def state(self) -> dict[str, Any]:
         return {"vocab": self.vocab.to_list(), "char_vocab": self.char_vocab.to_list(), "tags": list(self.tags),
-                "tokenizer": self.tokenizer, "tag_column": self.tag_column}
+                "tokenizer": self.tokenizer, "tag_column": self.tag_column, "aux_tags": self.aux_tags}
 
     def ensemble_signature(self) -> dict[str, Any]:
         """What checkpoints averaged as an ensemble must share (they see the same input tensors)."""
@@ -321,5 +355,6 @@ class TaggingTask(Task):
             "dropout": m.dropout, "word_dropout": self.word_dropout,
             "word_dropout_alpha": self.word_dropout_alpha, "lowercase_words": self.lowercase_words,
             "packed": self.network.packed, "tags": self.tag_column,
+            "aux_tags": ",".join(self.aux_tags), "aux_weight": self.aux_weight,
             "params": sum(p.numel() for p in self.network.parameters()),
         }
