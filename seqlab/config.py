@@ -502,6 +502,11 @@ class LMPretrainConfig:
     cutoffs: list[int] = field(default_factory=lambda: [2000, 10000])  # adaptive softmax clusters
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     device: str = "auto"  # auto: cuda when there is one, else cpu
+    # afterwards, on the labelled task: the pretrained parameters' learning rate relative to
+    # optimizer.lr (ULMFiT's discriminative fine-tuning; 0 freezes them), and the embedding's
+    # (null: the same as the others)
+    finetune_lr_scale: float = 1.0
+    embedding_lr_scale: float | None = None
 
 
 @dataclass

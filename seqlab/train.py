@@ -68,7 +68,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     except ValueError as e:  # modules reject impossible knob combinations, naming the keys
         raise ConfigError(str(e)) from None
     (run_dir / "task.json").write_text(json.dumps(task.state(), ensure_ascii=False))
-    optimizer = instantiate(cfg.optimizer)(params=task.network.parameters())
+    optimizer = instantiate(cfg.optimizer)(params=task.parameter_groups())
+    for group in optimizer.param_groups:  # before the scheduler reads its base rates
+        group["lr"] *= group.pop("lr_scale", 1.0)
     trainer_cfg = to_spec(cfg.trainer)
     n_train = len(task.train_lengths()) if not trainer_cfg.limit_train else trainer_cfg.limit_train
     steps_per_epoch = -(-min(n_train, len(task.train_lengths())) // trainer_cfg.batch_size)

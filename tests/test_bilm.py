@@ -183,8 +183,64 @@ def test_tagger_pretrains_its_words_characters_and_first_layer(tmp_path):
     ids = torch.tensor([[0, 1, 2, 3, 0, 4]])  # "Paris is a City Paris unseen"
     pre.network.eval()
     lm_input = FormInputs(pre.network, torch.tensor(words), chars_of_form)(ids)
-    batch = pre._batch([pre._encode_words([forms[i] for i in ids[0].tolist()]) + ([0] * 6,)])
+    batch = pre._batch([pre._encode_words([forms[i] for i in ids[0].tolist()]) + ([0] * 6, [])])
     own = pre.network.embed(batch.words)
     own = torch.cat([own, pre.network.chars(batch.chars)[batch.char_index]], -1)
     torch.testing.assert_close(lm_input, own)
     assert torch.isfinite(pre.training_step(pre.collate([0, 1, 2])).loss)
+
+
+@pytest.mark.unit
+def test_finetune_lr_scales_make_optimizer_groups(tmp_path):
+    """task.lm_pretrain.finetune_lr_scale / embedding_lr_scale: the pretrained parameters get their
+    own optimizer groups (0 freezes); train.py turns lr_scale into each group's learning rate."""
+    from seqlab.tasks.base import scaled_groups
+
+    text = tmp_path / "reviews.txt"
+    text.write_text("\n".join(["a good film and a great cast", "a bad film , a dull plot"] * 60), encoding="utf-8")
+    spec = {"text": [str(text)], "minutes": 0, "steps": 2, "seq_len": 8, "batch_size": 4}
+    task = SentimentTask(tiny_model("lstm"), data=toy_corpus(), lm_pretrain=spec)
+    assert [len(g["params"]) for g in task.parameter_groups()] == [len(list(task.network.parameters()))]
+    task = SentimentTask(tiny_model("lstm"), data=toy_corpus(),
+                         lm_pretrain={**spec, "finetune_lr_scale": 0.25, "embedding_lr_scale": 0.0})
+    enc = task.network.encoder
+    groups = task.parameter_groups()
+    assert [g.get("lr_scale") for g in groups] == [0.0, 0.25, None]
+    assert groups[0]["params"] == list(enc.embed.parameters()) and not enc.embed.weight.requires_grad
+    assert groups[1]["params"] == list(enc.rnn.parameters())
+    assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in task.network.parameters()}
+    with pytest.raises(ConfigError, match=r"task\.lm_pretrain\.finetune_lr_scale .*>= 0"):
+        SentimentTask(tiny_model("lstm"), data=toy_corpus(), lm_pretrain={**spec, "finetune_lr_scale": -1.0}
+                      ).parameter_groups()
+    # the tagger: its input (embedding and characters) and its first RNN layer
+    tagged = tmp_path / "tagged.txt"
+    tagged.write_text("The cat sat . A dog sat down .\n" * 40, encoding="utf-8")
+    tagger = TaggingTask(tiny_model("lstm", num_layers=2), data=toy_tagged(), char_features="cnn",
+                         lm_pretrain={"text": [str(tagged)], "minutes": 0, "steps": 1, "seq_len": 8, "batch_size": 4,
+                                      "finetune_lr_scale": 0.5})
+    net = tagger.network
+    first, inputs, rest = tagger.parameter_groups()
+    assert first["lr_scale"] == inputs["lr_scale"] == 0.5 and "lr_scale" not in rest
+    assert first["params"] == [*net.embed.parameters(), *net.chars.parameters()]
+    assert inputs["params"] == [p for n, p in net.rnn.named_parameters() if "_l0" in n]
+    assert scaled_groups(torch.nn.Linear(2, 2), [([], 0.5)])[0].keys() == {"params"}
+
+
+@pytest.mark.slow
+def test_train_gives_each_group_its_scaled_learning_rate(tmp_path):
+    from conftest import compose_config
+
+    from seqlab.train import train
+    from seqlab.training import checkpoint as ckpt_io
+
+    text = tmp_path / "reviews.txt"
+    text.write_text("\n".join(["a good film and a great cast", "a bad film , a dull plot"] * 60), encoding="utf-8")
+    over = ["task=sentiment", "model=lstm", "model.emb_size=16", "model.hidden_size=32", "trainer=debug",
+            "trainer.max_steps=3", "trainer.limit_train=64", "trainer.limit_eval=16", "trainer.progress_bar=false",
+            "logger.tensorboard=false", "task.num_samples=0", f"cache_dir={tmp_path / 'cache'}", "optimizer.lr=0.01",
+            "scheduler=none", f"task.lm_pretrain.text=[{text}]", "task.lm_pretrain.minutes=0",
+            "task.lm_pretrain.steps=2", "task.lm_pretrain.seq_len=8", "task.lm_pretrain.finetune_lr_scale=0.1",
+            "task.lm_pretrain.embedding_lr_scale=0"]
+    train(compose_config("train", over), tmp_path / "run")
+    ckpt = ckpt_io.load(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert [g["lr"] for g in ckpt["optimizer"]["param_groups"]] == pytest.approx([0.0, 0.001, 0.01])

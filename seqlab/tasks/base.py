@@ -42,6 +42,11 @@ class Task(ABC):
         self.network.to(self.device)
         return self
 
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The network's parameters as optimizer groups; a group's ``lr_scale`` multiplies the
+        optimizer's learning rate for it (pretrained layers fine-tuned more gently, say)."""
+        return [{"params": list(self.network.parameters())}]
+
     # --- training data
     @abstractmethod
     def train_lengths(self) -> Sequence[int]:
@@ -89,3 +94,22 @@ class Task(ABC):
     def hparams(self) -> dict[str, Any]:
         """Scalars describing the run for TensorBoard's HParams tab."""
         return {}
+
+
+def scaled_groups(network: nn.Module, scaled: Sequence[tuple[Sequence[nn.Parameter], float]]) -> list[dict[str, Any]]:
+    """Optimizer groups for ``Task.parameter_groups``: each ``(parameters, scale)`` pair becomes a
+    group with that ``lr_scale`` (scale 0: the parameters are frozen), the rest of ``network`` one
+    group at the optimizer's rate. A parameter named twice belongs to its first group."""
+    seen: set[int] = set()
+    groups = []
+    for params, scale in scaled:
+        if scale < 0:
+            raise ValueError(f"a learning-rate scale must be >= 0, got {scale}")
+        mine = [p for p in params if id(p) not in seen]
+        seen.update(map(id, mine))
+        if scale == 0:
+            for p in mine:
+                p.requires_grad_(False)
+        groups.append({"params": mine, "lr_scale": float(scale)})
+    groups.append({"params": [p for p in network.parameters() if id(p) not in seen]})
+    return [g for g in groups if g["params"]]

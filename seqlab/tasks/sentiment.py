@@ -28,7 +28,7 @@ from seqlab.errors import ConfigError, DataError, SeqlabError
 from seqlab.metrics import accuracy, macro_f1
 from seqlab.models.heads import SequenceClassifier
 from seqlab.runtime import resolve_device
-from seqlab.tasks.base import StepOutput, Task
+from seqlab.tasks.base import StepOutput, Task, scaled_groups
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,20 @@ def lm_pretrain_config(spec: LMPretrainConfig | dict | None) -> LMPretrainConfig
     return spec
 
 
+def finetune_groups(network: torch.nn.Module, spec: LMPretrainConfig | None, embedding: Iterable[torch.nn.Parameter],
+                    pretrained: Iterable[torch.nn.Parameter]) -> list[dict[str, Any]]:
+    """Optimizer groups after language-model pretraining (``spec``): the ``embedding`` parameters at
+    ``embedding_lr_scale`` (default ``finetune_lr_scale``), the other ``pretrained`` ones at
+    ``finetune_lr_scale``, the rest of ``network`` at the optimizer's rate (0 freezes a group)."""
+    if spec is None or (spec.finetune_lr_scale == 1 and spec.embedding_lr_scale in (None, 1)):
+        return [{"params": list(network.parameters())}]
+    emb = spec.finetune_lr_scale if spec.embedding_lr_scale is None else spec.embedding_lr_scale
+    try:
+        return scaled_groups(network, [(list(embedding), emb), (list(pretrained), spec.finetune_lr_scale)])
+    except ValueError as e:
+        raise ConfigError(f"task.lm_pretrain.finetune_lr_scale / embedding_lr_scale: {e}") from None
+
+
 def read_lm_text(spec: LMPretrainConfig, lowercase: bool = True) -> list[list[str]]:
     from seqlab.data.raw_text import read_text
 
@@ -224,6 +238,7 @@ class SentimentTask(Task):
         if data is None and state is None:
             raise ValueError("SentimentTask needs data or a saved state")
         self.splits = data.splits if data is not None else {}
+        lm = self.lm_spec = lm_pretrain_config(lm_pretrain)
         if state is not None:
             self.vocab, self.labels = Vocab(state["vocab"]), list(state["labels"])
             self.text_cfg = dict(state["text"])
@@ -231,7 +246,6 @@ class SentimentTask(Task):
             vocab = vocab or {}
             train = self.splits["train"]
             embeddings = pretrain_vectors(embeddings, model.emb_size, cache_dir)
-            lm = lm_pretrain_config(lm_pretrain)
             lm_text = read_lm_text(lm) if lm is not None else []
             self.vocab = Vocab.build(train.tokens, vocab.get("min_freq", 1), vocab.get("max_size", 50000))
             self.vocab = with_lm_words(with_vector_words(self.vocab, embeddings), lm, lm_text)
@@ -261,6 +275,11 @@ class SentimentTask(Task):
                                  lm, model.dropout)
         self._encoded: dict[str, tuple[list[list[int]], list[int]]] = {}
         self._train = self._encode("train") if data is not None else None
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """With ``task.lm_pretrain``, the pretrained embedding and RNN at their ``*_lr_scale``."""
+        enc = self.network.encoder
+        return finetune_groups(self.network, self.lm_spec, enc.embed.parameters(), enc.rnn.parameters())
 
     # ------------------------------------------------------------------------ data
     def _encode(self, split: str) -> tuple[list[list[int]], list[int]]:

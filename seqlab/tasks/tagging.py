@@ -29,6 +29,7 @@ from seqlab.models.heads import SequenceTagger, word_char_inputs
 from seqlab.tasks.base import StepOutput, Task
 from seqlab.tasks.sentiment import (
     embeddings_config,
+    finetune_groups,
     init_embeddings,
     lm_pretrain_config,
     pretrain_encoder,
@@ -118,6 +119,7 @@ class TaggingTask(Task):
         if data is None and state is None:
             raise ValueError("TaggingTask needs data or a saved state")
         self.splits = data.splits if data is not None else {}
+        lm = self.lm_spec = lm_pretrain_config(lm_pretrain)
         if state is not None:
             self.vocab, self.char_vocab = Vocab(state["vocab"]), Vocab(state["char_vocab"])
             self.tags, self.tokenizer = list(state["tags"]), state["tokenizer"]
@@ -127,7 +129,6 @@ class TaggingTask(Task):
             vocab = vocab or {}
             train = self.splits["train"]
             embeddings = pretrain_vectors(embeddings, model.emb_size, cache_dir)
-            lm = lm_pretrain_config(lm_pretrain)
             lm_text = read_lm_text(lm, lowercase=False) if lm is not None else []  # the char features read case
             words = [[w.lower() for w in s] for s in train.tokens] if lowercase_words else train.tokens
             self.vocab = with_vector_words(Vocab.build(words, vocab.get("min_freq", 1), vocab.get("max_size", 50000)),
@@ -163,6 +164,14 @@ class TaggingTask(Task):
         self._encoded: dict[str, list[tuple[list[int], list[list[int]], list[int]]]] = {}
         self._train = self._encode("train") if data is not None else None
         self._drop_p = self._dropout_probabilities() if data is not None else None
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """With ``task.lm_pretrain``, the pretrained input (embedding and character features) and
+        first RNN layer at their ``*_lr_scale``."""
+        net = self.network
+        inputs = [*net.embed.parameters(), *(net.chars.parameters() if net.chars is not None else [])]
+        first = [p for n, p in net.rnn.named_parameters() if n.endswith(("_l0", "_l0_reverse"))]
+        return finetune_groups(net, self.lm_spec, inputs, first)
 
     def _pretrain(self, sentences: list[list[str]], spec: LMPretrainConfig, dropout: float) -> None:
         """task.lm_pretrain: the embedding, character features and first RNN layer learn to predict
