@@ -396,12 +396,14 @@ class Pooling(str, Enum):
 
     ``auto``: attention pooling when ``model.attention`` is not none, else ``final``;
     ``final``: the top layer's last hidden state (both directions); ``max``/``mean`` over time;
-    ``attention``: a learned query attends over the states (weights shown per word)."""
+    ``attention``: a learned query attends over the states (weights shown per word);
+    ``concat``: final, max and mean side by side (ULMFiT's concat pooling)."""
 
     auto = "auto"
     final = "final"
     max = "max"
     mean = "mean"
+    concat = "concat"
     attention = "attention"
 
 

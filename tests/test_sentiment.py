@@ -153,7 +153,7 @@ def test_impossible_model_settings_are_user_errors():
 
 
 @pytest.mark.contract
-@pytest.mark.parametrize("pooling", ["max", "mean"])
+@pytest.mark.parametrize("pooling", ["max", "mean", "concat"])
 def test_other_poolings(pooling):
     task = SentimentTask(tiny_model("gru"), data=toy_corpus(), pooling=pooling)
     out = task.training_step(task.collate([0, 4]))
@@ -185,7 +185,8 @@ def test_debug_run_and_predict(compose_cfg, tmp_path):
 
 
 @pytest.mark.contract
-@pytest.mark.parametrize("preset,pooling", [("lstm", "final"), ("gru", "max"), ("lstm_attn", "attention")])
+@pytest.mark.parametrize("preset,pooling", [("lstm", "final"), ("gru", "max"), ("lstm_attn", "attention"),
+                                            ("lstm", "concat")])
 def test_padded_classifier_equals_packed(preset, pooling):
     """task.packed=false runs the encoder over the padded batch: same logits, same state dict."""
     torch.manual_seed(0)
@@ -272,3 +273,17 @@ def test_ensemble_eval_and_predict_average_probabilities(compose_cfg, tmp_path):
     with pytest.raises(CheckpointError, match=r"tagger/checkpoints/best\.pt: a tagging checkpoint, but .*seed1/"
                                               r"checkpoints/best\.pt is a sentiment checkpoint"):
         restore([paths[0], str(tagger / "checkpoints" / "best.pt")], with_data=False)
+
+
+@pytest.mark.contract
+def test_concat_pooling_is_final_max_and_mean_side_by_side():
+    torch.manual_seed(0)
+    task = SentimentTask(tiny_model("lstm"), data=toy_corpus(), pooling="concat")
+    net = task.network.eval()
+    batch = task.collate(list(range(6)))
+    enc = net.encoder(batch.src, batch.lengths)
+    mask = enc.mask.unsqueeze(-1)
+    vec = torch.cat([enc.summary, enc.memory.masked_fill(~mask, float("-inf")).max(1).values,
+                     enc.memory.sum(1) / mask.sum(1)], -1)
+    assert net.out.in_features == 3 * 16
+    torch.testing.assert_close(net(batch.src, batch.lengths)[0], net.out(vec))

@@ -124,7 +124,7 @@ class SequenceClassifier(nn.Module):
         H = cfg.hidden_size
         self.pool = AttentionPooling(_v(cfg.attention), H) if pooling == "attention" else None
         self.dropout = Dropout(cfg.dropout)
-        self.out = nn.Linear(H, num_classes)
+        self.out = nn.Linear(3 * H if pooling == "concat" else H, num_classes)
         init_uniform(self, cfg.init_range)
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -139,14 +139,16 @@ class SequenceClassifier(nn.Module):
         weights = None
         if self.pooling == "attention":
             vec, weights = self.pool(memory, mask)  # B x H, B x S
-        elif self.pooling == "max":
-            vec = memory.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values
-        elif self.pooling == "mean":
-            vec = memory.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-        elif self.packed:
-            vec = enc.summary  # B x H: last forward state and first backward state, top layer
-        else:
-            vec = final_states(memory, lengths, self.encoder.directions == 2)
+            return self.out(self.dropout(vec)), weights
+        pooled = {}
+        if self.pooling in ("max", "concat"):
+            pooled["max"] = memory.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values
+        if self.pooling in ("mean", "concat"):
+            pooled["mean"] = memory.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)  # padding states are 0
+        if self.pooling in ("final", "concat"):
+            # B x H: the last forward state and the first backward state of the top layer
+            pooled["final"] = enc.summary if self.packed else final_states(memory, lengths, self.encoder.directions == 2)
+        vec = torch.cat([pooled[k] for k in ("final", "max", "mean") if k in pooled], dim=-1)
         return self.out(self.dropout(vec)), weights
 
 
