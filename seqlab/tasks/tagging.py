@@ -278,10 +278,12 @@ class TaggingTask(Task):
         aux_hits = torch.zeros(len(self.aux_tags) if with_aux else 0, 2)  # correct, scored
         for idx in eval_batches([len(w) for w, *_ in items], batch_size or self.eval_batch_size):
             b = self._batch([items[i] for i in idx])
-            logits, weights, *aux_logits = self.network(b.words, b.lengths, b.chars, b.char_index,
-                                                        **({"with_aux": True} if with_aux else {}))
+            if with_aux:
+                logits, weights, aux_logits = self.network(b.words, b.lengths, b.chars, b.char_index, with_aux=True)
+            else:
+                (logits, weights), aux_logits = self.network(b.words, b.lengths, b.chars, b.char_index), []
             nll += self._nll(logits, b.tags, "sum").item()
-            for k, (a, gold) in enumerate(zip(aux_logits[0] if aux_logits else [], b.aux, strict=True)):
+            for k, (a, gold) in enumerate(zip(aux_logits, b.aux if with_aux else [], strict=True)):
                 scored = gold != self.IGNORE
                 aux_hits[k] += torch.tensor([int((a.argmax(-1) == gold)[scored].sum()), int(scored.sum())])
             best = logits.argmax(-1).tolist()
@@ -290,7 +292,8 @@ class TaggingTask(Task):
                 preds[i] = best[row][:n]
                 if weights is not None:
                     attn[i] = weights[row, :n, :n].float().cpu()
-        aux_acc = {c: 100 * float(h[0] / h[1].clamp(min=1)) for c, h in zip(self.aux_tags, aux_hits, strict=False)}
+        aux_acc = {c: 100 * float(h[0] / h[1].clamp(min=1)) for c, h in zip(self.aux_tags, aux_hits, strict=True)
+                   } if with_aux else {}
         return preds, attn, nll, aux_acc
 
     def evaluate(self, split: str = "val", limit: int | None = None, decode: Any = None) -> dict[str, float]:
