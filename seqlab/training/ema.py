@@ -24,17 +24,16 @@ class WeightEMA:
         self.module, self.decay, self.updates = module, decay, 0
         state = module.state_dict()
         self.names = [k for k, v in state.items() if v.is_floating_point()]
-        self.average = [state[k].detach().clone() for k in self.names]
-
-    def _live(self) -> list[torch.Tensor]:
-        state = self.module.state_dict()  # detached views of the module's own storage
-        return [state[k] for k in self.names]
+        # detached views of the module's own storage, taken once (the module is on its device by now;
+        # load_state_dict copies into the same storage): no state_dict() call per training step
+        self.live = [state[k] for k in self.names]
+        self.average = [t.clone() for t in self.live]
 
     @torch.no_grad()
     def update(self) -> None:
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         self.updates += 1
-        torch._foreach_lerp_(self.average, self._live(), 1.0 - d)
+        torch._foreach_lerp_(self.average, self.live, 1.0 - d)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The module's state dict with the averaged weights in place of the live ones."""
@@ -51,12 +50,11 @@ class WeightEMA:
     @contextlib.contextmanager
     def applied(self) -> Iterator[None]:
         """The module holds the averaged weights inside the block and its own ones again after."""
-        live = self._live()
         with torch.no_grad():
-            kept = [t.clone() for t in live]
-            torch._foreach_copy_(live, self.average)
+            kept = [t.clone() for t in self.live]
+            torch._foreach_copy_(self.live, self.average)
         try:
             yield
         finally:
             with torch.no_grad():
-                torch._foreach_copy_(live, kept)
+                torch._foreach_copy_(self.live, kept)
