@@ -2,11 +2,12 @@
 """In-process A/B of language-model pretraining speed (docs/text_tasks.md, session 6).
 
     python scripts/bench_lm_pretrain.py --compare dropout    # bernoulli_ masks vs seqlab's uniform masks
-    python scripts/bench_lm_pretrain.py --compare heads      # the module's fp32 loss vs adaptive_nll in bf16
+    python scripts/bench_lm_pretrain.py --compare heads      # the module's fp32 loss, log-softmax in bf16, adaptive_nll
 
 The SST-2 preset's BiLSTM (embeddings 256, 2 x 256) over the first 6,000 IMDB reviews (words seen 3+
 times), bf16; each variant runs ``--steps`` updates, alternated ``--repeats`` times; prints tokens/s.
-The first pair includes warm-up.
+The first round includes warm-up. ``heads`` also runs session 6's ``adaptive_nll`` (a bf16
+log-softmax per cluster, kept below as ``logsoftmax_nll``) against the current fused one (session 8).
 """
 
 from __future__ import annotations
@@ -15,12 +16,32 @@ import argparse
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import seqlab.models.bilm as bilm
 from seqlab.data.raw_text import read_text
 from seqlab.data.vocab import Vocab
 from seqlab.models.dropout import dropout
 from seqlab.models.encoders import make_rnn
+
+
+def logsoftmax_nll(head: nn.AdaptiveLogSoftmaxWithLoss, x: torch.Tensor, target: torch.Tensor,
+                   bf16: bool = False) -> torch.Tensor:
+    """Session 6's ``adaptive_nll``: each cluster's logits in bf16, their log-softmax in fp32, gathered."""
+    def linear(module: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=bf16):
+            return module(inputs).float()
+
+    short = head.shortlist_size
+    cluster = torch.bucketize(target, target.new_tensor(head.cutoffs), right=True)
+    logp = linear(head.head, x).log_softmax(-1).gather(1, torch.where(cluster == 0, target, short + cluster - 1)[:, None])
+    logp = logp.squeeze(1)
+    for i, tail in enumerate(head.tail, start=1):
+        rows = (cluster == i).nonzero().squeeze(1)
+        if rows.numel():
+            within = linear(tail, x[rows]).log_softmax(-1).gather(1, (target[rows] - head.cutoffs[i - 1])[:, None])
+            logp = logp.index_add(0, rows, within.squeeze(1))
+    return -logp.mean()
 
 
 def main() -> None:
@@ -40,7 +61,8 @@ def main() -> None:
         slot, drop_p = "drop", 0.5
     else:
         new = bilm.adaptive_nll
-        variants = {"module fp32": lambda head, x, t, bf16=False: head(x.float(), t).loss, "adaptive_nll bf16": new}
+        variants = {"module fp32": lambda head, x, t, bf16=False: head(x.float(), t).loss,
+                    "log-softmax bf16 (session 6)": logsoftmax_nll, "adaptive_nll bf16 (fused)": new}
         slot, drop_p = "adaptive_nll", 0.0
     for _ in range(args.repeats):
         for name, fn in variants.items():

@@ -135,8 +135,9 @@ def test_frequency_ranks():
 
 @pytest.mark.unit
 def test_adaptive_nll_is_the_modules_loss():
-    """The LM loss computed outside ``nn.AdaptiveLogSoftmaxWithLoss.forward`` (so that its matrix
-    products can run in bf16) is the module's own loss and gradients in fp32, and close in bf16."""
+    """The LM loss computed outside ``nn.AdaptiveLogSoftmaxWithLoss.forward`` (cluster by cluster with
+    the fused output layer and loss, its matrix products in bf16 if asked) is the module's own loss
+    and gradients in fp32, and close to them in bf16."""
     torch.manual_seed(0)
     head = torch.nn.AdaptiveLogSoftmaxWithLoss(16, 300, [10, 60], div_value=2.0)
     x = torch.randn(200, 16, requires_grad=True)
@@ -148,6 +149,11 @@ def test_adaptive_nll_is_the_modules_loss():
         torch.testing.assert_close(u, v)
     low = adaptive_nll(head, x, target, bf16=True)
     assert low.dtype == torch.float32 and abs(low.item() - ref.item()) < 0.02 * ref.item()
+    for u, v in zip(torch.autograd.grad(low, params), torch.autograd.grad(head(x, target).loss, params), strict=True):
+        assert u.dtype == v.dtype and torch.allclose(u, v, rtol=0.05, atol=0.02 * v.abs().max().item())
+    # rows of one cluster only, and an empty tail: the others contribute nothing
+    only_head = torch.randint(0, 10, (7,))
+    torch.testing.assert_close(adaptive_nll(head, x[:7], only_head), head(x[:7], only_head).loss)
 
 
 @pytest.mark.unit
