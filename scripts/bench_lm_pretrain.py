@@ -23,6 +23,7 @@ from seqlab.data.raw_text import read_text
 from seqlab.data.vocab import Vocab
 from seqlab.models.dropout import dropout
 from seqlab.models.encoders import make_rnn
+from seqlab.runtime import reuse_freed_memory
 
 
 def logsoftmax_nll(head: nn.AdaptiveLogSoftmaxWithLoss, x: torch.Tensor, target: torch.Tensor,
@@ -50,6 +51,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=4)
     args = ap.parse_args()
+    reuse_freed_memory()  # as seqlab train does (trainer.reuse_freed_memory)
     sents = read_text("imdb")[:6000]
     vocab = Vocab.build(sents, 3)
     stream = [i for s in sents for i in vocab.encode(s)]

@@ -39,7 +39,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from seqlab.config import register_schemas, to_spec  # noqa: E402
 from seqlab.evaluate import restore_task  # noqa: E402
-from seqlab.runtime import CONF_DIR, lean_decoding_memory, seed_everything  # noqa: E402
+from seqlab.runtime import CONF_DIR, lean_decoding_memory, reuse_freed_memory, seed_everything  # noqa: E402
 from seqlab.training import checkpoint as ckpt_io  # noqa: E402
 from seqlab.training.trainer import Trainer  # noqa: E402
 
@@ -170,6 +170,8 @@ def main() -> None:
         cfg, task = build(overrides)
         result["params"] = sum(p.numel() for p in task.network.parameters())
     if args.steps > 0:
+        if cfg.trainer.reuse_freed_memory:  # as seqlab train does
+            reuse_freed_memory()
         result.update(bench_train(cfg, task, args.steps, args.warmup, args.window))
         if args.save:
             config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)

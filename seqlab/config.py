@@ -214,6 +214,9 @@ class TrainerConfig:
     save_last_every_steps: int = 0  # also write last.pt every N steps (0: at validations only)
     keep_every_validation: bool = False  # also keep checkpoints/step_<N>.pt at each validation
     num_threads: int = 0  # torch intra-op threads; 0 keeps PyTorch's choice
+    # Linux (glibc): large tensors come from the heap and freed memory is kept for the next step
+    # instead of being unmapped and page-faulted in again (seqlab.runtime.reuse_freed_memory)
+    reuse_freed_memory: bool = True
     limit_train: int | None = None  # train on the first N examples only (debug runs)
     limit_eval: int | None = None  # evaluate on the first N examples of a split only
 
@@ -520,6 +523,7 @@ class SentimentTaskConfig:
     monitor_mode: str = "max"
     vocab: VocabConfig = field(default_factory=lambda: VocabConfig(min_freq=1))
     pooling: Pooling = Pooling.auto
+    classifier_hidden: int = 0  # > 0: a ReLU layer of this size between the pooled vector and the logits
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
     packed: bool = True  # false: the RNN runs over the padded batch (same result; faster LSTM on a CPU)
     word_dropout: float = 0.0  # training tokens replaced by <unk> (so that unknown words have a trained input)

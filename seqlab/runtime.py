@@ -65,6 +65,31 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+def reuse_freed_memory() -> bool:
+    """For a training process (``trainer.reuse_freed_memory``): glibc serves every allocation from
+    its heap and keeps freed memory there for the next one. Returns whether it applied (glibc only).
+
+    By default glibc maps each allocation above a threshold (32 MiB at most) as fresh pages and
+    unmaps it when it is freed, so the kernel zero-fills every page again on first touch. A training
+    step allocates and frees tensors that large at every step: the dense gradient of a 40k-word
+    embedding (42 MiB), a batch's logits over an 8k-word vocabulary (up to 64 MiB). Language-model
+    pretraining took ~50,000 page faults a step that way, 2,000 with this, and a step a quarter
+    less time (docs/text_tasks.md, session 8). The cost: memory freed after a peak stays with the
+    process (its peak RSS is unchanged, the RSS does not fall back after it)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # glibc's <malloc.h>
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+
+
 def lean_decoding_memory() -> None:
     """For a process that decodes (eval, predict); call before its first matmul.
 

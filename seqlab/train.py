@@ -18,7 +18,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqlab.config import register_schemas, to_spec
 from seqlab.errors import CheckpointError, ConfigError
-from seqlab.runtime import CONF_DIR, offline_defaults, seed_everything, set_threads, user_errors
+from seqlab.runtime import (
+    CONF_DIR,
+    offline_defaults,
+    reuse_freed_memory,
+    seed_everything,
+    set_threads,
+    user_errors,
+)
 from seqlab.training import checkpoint as ckpt_io
 from seqlab.training.tensorboard import TensorBoardLogger
 from seqlab.training.trainer import Checkpointer, Trainer
@@ -46,6 +53,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     t_start = time.perf_counter()
     offline_defaults()
     set_threads(cfg.trainer.num_threads)
+    if cfg.trainer.reuse_freed_memory:
+        reuse_freed_memory()
     seed_everything(cfg.seed)
     run_config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     resume = None
