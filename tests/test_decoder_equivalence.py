@@ -153,3 +153,61 @@ def test_fixed_context_lstm_starts_both_states_from_the_context():
     enc = model.encode(torch.randint(4, 10, (2, 3)), torch.tensor([3, 2]))
     state = model.decoder.init_state(enc)
     assert state.c.abs().sum() > 0
+
+
+@pytest.mark.parametrize("attention", ["additive", "general", "dot"])
+def test_hand_written_loop_equals_autograd_steps(attention):
+    """The one-layer LSTM with input feeding trains through ``models.fused_decoder`` (forward and
+    backward by hand); the step-by-step path under autograd is the same function with the same
+    gradients, dropout included (the masks are drawn in the same order from the same stream)."""
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(cell="lstm", emb_size=12, hidden_size=16, dropout=0.3, attention=attention),
+                    23, 19).double().train()
+    assert model.decoder.fused_loop
+    src, src_len = torch.randint(4, 23, (5, 7)), torch.tensor([7, 5, 3, 6, 1])
+    tgt_in = torch.randint(4, 19, (5, 6))
+    runs = []
+    for fused in (True, False):
+        model.decoder.fused_loop = fused
+        torch.manual_seed(5)
+        out, attn = model(src, src_len, tgt_in)
+        runs.append((out, attn, torch.autograd.grad(out.pow(2).sum(), list(model.parameters()), allow_unused=True)))
+    (out, attn, grads), (ref_out, ref_attn, ref_grads) = runs
+    # the autograd path's attention softmax runs in fp32 (Attention.forward): agreement to ~1e-8
+    torch.testing.assert_close(out, ref_out, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(attn, ref_attn, rtol=1e-6, atol=1e-7)
+    for (name, _), a, b in zip(model.named_parameters(), grads, ref_grads, strict=True):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_hand_written_loop_under_bf16_autocast():
+    """Under bf16 autocast both paths run their matrix products in bf16 and keep the state in fp32:
+    close outputs and gradients, fp32 gradients for fp32 parameters."""
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(cell="lstm", emb_size=32, hidden_size=64, dropout=0.0), 50, 40).train()
+    src, src_len = torch.randint(4, 50, (8, 9)), torch.tensor([9, 8, 7, 6, 5, 4, 3, 2])
+    tgt_in = torch.randint(4, 40, (8, 7))
+    runs = []
+    for fused in (True, False):
+        model.decoder.fused_loop = fused
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, _ = model(src, src_len, tgt_in, features_only=True)
+        runs.append((out.float(), torch.autograd.grad(out.float().sum(), list(model.parameters()), allow_unused=True)))
+    (out, grads), (ref_out, ref_grads) = runs
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref_out, rtol=0.05, atol=0.02)
+    for (name, p), a, b in zip(model.named_parameters(), grads, ref_grads, strict=True):
+        if a is not None:
+            assert a.dtype == p.dtype, name
+            assert (a - b).norm() <= 0.05 * b.norm() + 1e-6, name
+
+
+@pytest.mark.parametrize("variant,fused", [
+    (dict(cell="lstm"), True), (dict(cell="lstm", attention="dot"), True), (dict(cell="gru"), False),
+    (dict(cell="lstm", num_layers=2), False), (dict(cell="lstm", input_feeding=False), False),
+    (dict(cell="lstm", attention="additive", attention_style="bahdanau", input_feeding=False), False),
+])
+def test_which_decoders_take_the_hand_written_loop(variant, fused):
+    assert Seq2Seq(ModelConfig(emb_size=8, hidden_size=8, **variant), 10, 10).decoder.fused_loop is fused

@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab.models.attention import Attention
+from seqlab.models.attention import AdditiveAttention, Attention, DotAttention, GeneralAttention
 from seqlab.models.dropout import Dropout, dropout
 from seqlab.models.encoders import EncoderOutput, make_rnn
+from seqlab.models.fused_decoder import attentional_lstm_loop
 from seqlab.models.packed import Plain, packed
 from seqlab.models.shared_weight import SharedWeight
 
@@ -149,6 +150,10 @@ class RNNDecoder(nn.Module):
         self.cell, self.style, self.init, self.fixed_context = cell, style, init, fixed_context
         self.attention = attention
         self.input_feeding = bool(input_feeding and attention is not None and style == "luong")
+        # the teacher-forced loop of a one-layer LSTM with input feeding, forward and backward by hand
+        # (``models.fused_decoder``); False: the step-by-step path under autograd (same mathematics)
+        self.fused_loop = (cell == "lstm" and num_layers == 1 and self.input_feeding
+                           and type(attention) in (AdditiveAttention, DotAttention, GeneralAttention))
         self.hidden_size, self.num_layers = hidden_size, num_layers
 
         self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=pad_id)
@@ -375,6 +380,9 @@ class RNNDecoder(nn.Module):
         if teacher_forcing >= 1.0:
             # B x T x G, one matmul; in the state's precision once, not cast again at every step
             x_pre = self._input_proj(self.dropout(self.embed(tgt_in))).to(state.h.dtype)
+            if self.fused_loop:
+                o, attn = self._forward_fused(x_pre, state)
+                return out_layer(o), attn
             outs, weights = [], []
             for x_t in x_pre.unbind(1):  # unbind: one gradient copy, not a zero-filled B x T x G per step
                 o, state, w = self._step(x_t, state, w_rec)
@@ -395,6 +403,20 @@ class RNNDecoder(nn.Module):
                 prev = torch.where(use_gold, tgt_in[:, t + 1], own)
         attn = torch.stack(weights, dim=1) if weights[0] is not None else None
         return torch.stack(outs, dim=1), attn
+
+    def _forward_fused(self, x_pre: torch.Tensor, state: DecoderState):
+        """The whole teacher-forced loop in one autograd node (``models.fused_decoder``)."""
+        w_ih, w_hh, _, _ = self._layer(0)
+        w = torch.cat([w_ih[:, self.embed.embedding_dim :], w_hh], dim=1)  # multiplies [feed; h]
+        dev = w.device.type
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else w.dtype
+        att = self.attention
+        wq = bq = v = None
+        if isinstance(att, AdditiveAttention):
+            wq, bq, v = att.query_proj.weight, att.query_proj.bias, att.v.weight.squeeze(0)
+        p = self.dropout.p if self.training else 0.0
+        return attentional_lstm_loop(x_pre, state.h[0], state.c[0], state.feed, state.keys, state.memory,
+                                     state.mask, w, wq, bq, v, self.combine.weight, p, dtype)
 
     def _forward_parallel(self, tgt_in: torch.Tensor, state: DecoderState):
         emb = self.dropout(self.embed(tgt_in))  # B x T x E
