@@ -10,7 +10,7 @@ import torch
 from textfixtures import PRESETS, TINY, slice_of, tiny_model
 
 from seqlab.data.classification import LabelledCorpus, LabelledSplit, load_classification
-from seqlab.errors import DataError, SeqlabError
+from seqlab.errors import ConfigError, DataError, SeqlabError
 from seqlab.evaluate import restore_task
 from seqlab.tasks.sentiment import SentimentTask
 from seqlab.train import train
@@ -287,3 +287,31 @@ def test_concat_pooling_is_final_max_and_mean_side_by_side():
                      enc.memory.sum(1) / mask.sum(1)], -1)
     assert net.out.in_features == 3 * 16
     torch.testing.assert_close(net(batch.src, batch.lengths)[0], net.out(vec))
+
+
+@pytest.mark.contract
+def test_classifier_hidden_layer(compose_cfg, tmp_path):
+    """task.classifier_hidden: pooled vector -> ReLU layer -> logits (dropout before each layer);
+    trains, is saved and restored with its checkpoint; a negative size is refused by name."""
+    torch.manual_seed(0)
+    task = SentimentTask(tiny_model("lstm"), data=toy_corpus(), pooling="concat", classifier_hidden=8)
+    net = task.network.eval()
+    batch = task.collate(list(range(6)))
+    enc = net.encoder(batch.src, batch.lengths)
+    mask = enc.mask.unsqueeze(-1)
+    vec = torch.cat([enc.summary, enc.memory.masked_fill(~mask, float("-inf")).max(1).values,
+                     enc.memory.sum(1) / mask.sum(1)], -1)
+    assert (net.hidden.in_features, net.hidden.out_features, net.out.in_features) == (3 * 16, 8, 8)
+    torch.testing.assert_close(net(batch.src, batch.lengths)[0], net.out(torch.relu(net.hidden(vec))))
+    net.train()
+    task.training_step(batch).loss.backward()
+    assert net.hidden.weight.grad is not None and net.hidden.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match=r"task\.classifier_hidden=-1"):
+        SentimentTask(tiny_model("lstm"), data=toy_corpus(), classifier_hidden=-1)
+    run = tmp_path / "run"
+    run.mkdir()
+    train(compose_cfg(["task=sentiment", "model=gru", "trainer=debug", "trainer.progress_bar=false",
+                       "task.classifier_hidden=8", *TINY]), run)
+    restored, _ = restore_task(ckpt_io.load(run / "checkpoints" / "best.pt"), with_data=False)
+    assert restored.network.hidden.out_features == 8
+    assert restored.predict(["a gripping , funny film"])[0].split("\t")[0] in ("0", "1")

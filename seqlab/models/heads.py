@@ -110,10 +110,12 @@ class AttentionPooling(nn.Module):
 
 
 class SequenceClassifier(nn.Module):
-    """Text -> class logits. ``pooling``: final | max | mean | attention (see ``config.Pooling``)."""
+    """Text -> class logits. ``pooling``: final | max | mean | concat | attention (see ``config.Pooling``).
+    ``hidden`` > 0: the pooled vector passes a ReLU layer of that size (dropout before and after it)
+    on its way to the logits, as in ULMFiT's classifier; 0: one linear layer."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, num_classes: int, pad_id: int, pooling: str,
-                 packed: bool = True):
+                 packed: bool = True, hidden: int = 0):
         super().__init__()
         self.packed = packed  # False: run_padded (same result; oneDNN's fused LSTM on a CPU)
         self.encoder = RNNEncoder(cfg.cell, vocab_size, cfg.emb_size, cfg.hidden_size, cfg.num_layers,
@@ -124,8 +126,17 @@ class SequenceClassifier(nn.Module):
         H = cfg.hidden_size
         self.pool = AttentionPooling(_v(cfg.attention), H) if pooling == "attention" else None
         self.dropout = Dropout(cfg.dropout)
-        self.out = nn.Linear(3 * H if pooling == "concat" else H, num_classes)
+        pooled = 3 * H if pooling == "concat" else H
+        self.hidden = nn.Linear(pooled, hidden) if hidden > 0 else None
+        self.out = nn.Linear(hidden or pooled, num_classes)
         init_uniform(self, cfg.init_range)
+
+    def classify(self, vec: torch.Tensor) -> torch.Tensor:
+        """The pooled sentence vectors B x D -> class logits B x C."""
+        x = self.dropout(vec)
+        if self.hidden is not None:
+            x = self.dropout(torch.relu(self.hidden(x)))
+        return self.out(x)
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """src: B x S ids -> logits B x C, attention weights B x S (None unless attention pooling)."""
@@ -139,7 +150,7 @@ class SequenceClassifier(nn.Module):
         weights = None
         if self.pooling == "attention":
             vec, weights = self.pool(memory, mask)  # B x H, B x S
-            return self.out(self.dropout(vec)), weights
+            return self.classify(vec), weights
         pooled = {}
         if self.pooling in ("max", "concat"):
             pooled["max"] = memory.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values
@@ -149,7 +160,7 @@ class SequenceClassifier(nn.Module):
             # B x H: the last forward state and the first backward state of the top layer
             pooled["final"] = enc.summary if self.packed else final_states(memory, lengths, self.encoder.directions == 2)
         vec = torch.cat([pooled[k] for k in ("final", "max", "mean") if k in pooled], dim=-1)
-        return self.out(self.dropout(vec)), weights
+        return self.classify(vec), weights
 
 
 # ----------------------------------------------------------------------------- many-to-many

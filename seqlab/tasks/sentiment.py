@@ -225,6 +225,7 @@ class SentimentTask(Task):
         monitor_mode: str = "max",
         vocab: dict | None = None,
         pooling: str = "auto",
+        classifier_hidden: int = 0,
         embeddings: EmbeddingsConfig | dict | None = None,
         packed: bool = True,
         word_dropout: float = 0.0,
@@ -264,8 +265,10 @@ class SentimentTask(Task):
         self.pooling = pooling
         if model.hidden_size % (2 if model.bidirectional else 1):
             raise SeqlabError(f"model.hidden_size={model.hidden_size} must be even for a bidirectional encoder")
+        if classifier_hidden < 0:
+            raise ConfigError(f"task.classifier_hidden={classifier_hidden}: 0 (no hidden layer) or a positive size")
         self.network = SequenceClassifier(model, len(self.vocab), len(self.labels), self.vocab.pad_id, pooling,
-                                          packed)
+                                          packed, classifier_hidden)
         if state is None:
             init_embeddings(self.network.encoder.embed, embeddings, self.vocab)
             if lm is not None:
