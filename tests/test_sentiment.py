@@ -275,16 +275,21 @@ def test_ensemble_eval_and_predict_average_probabilities(compose_cfg, tmp_path):
         restore([paths[0], str(tagger / "checkpoints" / "best.pt")], with_data=False)
 
 
+def concat_pooled(net, batch) -> torch.Tensor:
+    """The final, max and mean states side by side, computed by hand from the encoder."""
+    enc = net.encoder(batch.src, batch.lengths)
+    mask = enc.mask.unsqueeze(-1)
+    return torch.cat([enc.summary, enc.memory.masked_fill(~mask, float("-inf")).max(1).values,
+                      enc.memory.sum(1) / mask.sum(1)], -1)
+
+
 @pytest.mark.contract
 def test_concat_pooling_is_final_max_and_mean_side_by_side():
     torch.manual_seed(0)
     task = SentimentTask(tiny_model("lstm"), data=toy_corpus(), pooling="concat")
     net = task.network.eval()
     batch = task.collate(list(range(6)))
-    enc = net.encoder(batch.src, batch.lengths)
-    mask = enc.mask.unsqueeze(-1)
-    vec = torch.cat([enc.summary, enc.memory.masked_fill(~mask, float("-inf")).max(1).values,
-                     enc.memory.sum(1) / mask.sum(1)], -1)
+    vec = concat_pooled(net, batch)
     assert net.out.in_features == 3 * 16
     torch.testing.assert_close(net(batch.src, batch.lengths)[0], net.out(vec))
 
@@ -297,10 +302,7 @@ def test_classifier_hidden_layer(compose_cfg, tmp_path):
     task = SentimentTask(tiny_model("lstm"), data=toy_corpus(), pooling="concat", classifier_hidden=8)
     net = task.network.eval()
     batch = task.collate(list(range(6)))
-    enc = net.encoder(batch.src, batch.lengths)
-    mask = enc.mask.unsqueeze(-1)
-    vec = torch.cat([enc.summary, enc.memory.masked_fill(~mask, float("-inf")).max(1).values,
-                     enc.memory.sum(1) / mask.sum(1)], -1)
+    vec = concat_pooled(net, batch)
     assert (net.hidden.in_features, net.hidden.out_features, net.out.in_features) == (3 * 16, 8, 8)
     torch.testing.assert_close(net(batch.src, batch.lengths)[0], net.out(torch.relu(net.hidden(vec))))
     net.train()

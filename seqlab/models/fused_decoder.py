@@ -24,11 +24,6 @@ from __future__ import annotations
 import torch
 
 
-def _mm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """x @ w.T in w's dtype, the result in x's."""
-    return x.to(w.dtype).mm(w.t()).to(x.dtype)
-
-
 class _AttentionalLSTMLoop(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_pre, h, c, feed, keys, memory, mask, w, wq, bq, v, wc, p, dtype):
@@ -92,9 +87,9 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
         d_outs = d_outs.to(acc)
         dx_pre = d_outs.new_empty(d_outs.size(0), T, w_.size(0))
         dfeed = dh_next = dc = None
-        dkeys = torch.zeros_like(keys_)
+        dkeys = torch.zeros_like(keys_) if additive else None  # dot / general: one bmm at the end
         dv = torch.zeros_like(v_) if additive else None
-        dz_all, dq_all, dg_all, dctx_all = [], [], [], []
+        dz_all, dq_all, dg_all, dctx_all = [], [], [], []  # dq_all: dot / general keep d scores
         for t in range(T - 1, -1, -1):
             xh, sg, tg, c_prev, tc, h, hid, a, hc, o, keep = saved[t]
             do = d_outs[:, t] if dfeed is None else d_outs[:, t] + dfeed
