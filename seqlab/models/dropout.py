@@ -23,7 +23,12 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
         return F.dropout(x, p, True)
     if p == 1.0:
         return x * 0.0
-    return x * torch.rand_like(x).ge_(p).mul_(1.0 / (1.0 - p))
+    return x * keep_mask(x, p)
+
+
+def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    """The mask ``dropout`` multiplies ``x`` by (0 < p < 1): 0 or 1 / (1 - p), drawn as uniforms."""
+    return torch.rand_like(x).ge_(p).mul_(1.0 / (1.0 - p))
 
 
 class Dropout(nn.Dropout):

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from seqlab.models.dropout import keep_mask
+
 
 class _AttentionalLSTMLoop(torch.autograd.Function):
     @staticmethod
@@ -38,7 +40,8 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
         mem = memory.to(acc)
         keys_ = keys.to(acc)
         neg = torch.zeros(mask.shape, dtype=acc, device=mask.device).masked_fill_(~mask, float("-inf"))
-        scale = 1.0 / (1.0 - p) if p > 0 else 1.0
+        ctx.dtypes = [t.dtype if t is not None else None for t in (x_pre, h, c, feed, keys, memory, mask, w, wq, bq,
+                                                                     v, wc)]  # the inputs', for their gradients
         keep_for_backward = any(ctx.needs_input_grad)
         outs = x_pre.new_empty(B, T, H)
         attn = x_pre.new_empty(B, T, mask.size(1))
@@ -63,7 +66,7 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
             context = torch.bmm(a.unsqueeze(1), mem).squeeze(1)  # B x M
             hc = torch.cat([h, context], 1).to(dtype)
             o = torch.tanh(hc.mm(wc_.t()).to(acc))
-            keep = (torch.rand_like(o).ge_(p).mul_(scale)) if p > 0 else None
+            keep = keep_mask(o, p) if p > 0 else None  # seqlab's dropout mask, drawn in the same order
             feed = o * keep if keep is not None else o
             outs[:, t] = feed
             attn[:, t] = a
@@ -71,9 +74,7 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
                 saved.append((xh, sg, tg, c_prev, tc, h, hid, a, hc, o, keep))
         ctx.saved = saved
         ctx.weights = (w_, wq_, v_, wc_, keys_, mem)
-        ctx.meta = (additive, acc, H, feed.size(1))
-        ctx.dtypes = [t.dtype if t is not None else None for t in (x_pre, h, c, feed, keys, memory, mask, w, wq, bq,
-                                                                     v, wc)]
+        ctx.meta = (additive, acc, H, w.size(1) - H)  # F: the fed-back vector's size
         attn = attn.to(memory.dtype)
         ctx.mark_non_differentiable(attn)
         return outs, attn
