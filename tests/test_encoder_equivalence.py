@@ -57,3 +57,29 @@ def test_encoder_fused_and_packed_paths_agree_under_bf16_autocast():
         low = enc(src, lengths)
     assert low.memory.dtype == torch.float32  # state and outputs stay fp32; only the matmuls drop
     torch.testing.assert_close(low.memory, packed.memory, rtol=0.05, atol=0.02)
+
+
+def test_lstm_layer_without_gradients_and_with_an_empty_row():
+    """The no-grad path (decoding) gives what the autograd node gives, and a row without tokens
+    has zero outputs and zero final states, as a state that never started."""
+    from seqlab.models.fused_encoder import lstm_layer
+
+    torch.manual_seed(2)
+    S, D, B, H = 6, 2, 4, 3
+    gi = torch.randn(S, D, B, 4 * H, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(D, H, 4 * H, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([6, 0, 2, 5])
+    mask = torch.arange(S)[None, :] < lengths[:, None]
+    out, h, c = lstm_layer(gi, w, lengths, mask)
+    with torch.no_grad():
+        out0, h0, c0 = lstm_layer(gi, w, lengths, mask)
+    for a, b in ((out, out0), (h, h0), (c, c0)):
+        torch.testing.assert_close(a.detach(), b)
+    assert out[:, :, 1].abs().sum() == 0 and h[:, 1].abs().sum() == 0 and c[:, 1].abs().sum() == 0
+    assert out[2:, :, 2].abs().sum() == 0  # padding after the second token
+    assert h[:, 0].abs().sum() > 0
+    # the empty row gets no gradient; the padded steps of the others get none either
+    g_gi, _ = torch.autograd.grad(out.sum() + h.sum() + c.sum(), [gi, w])
+    assert g_gi[:, :, 1].abs().sum() == 0 and g_gi[2:, :, 2].abs().sum() == 0
+    assert g_gi[:2, :, 2].abs().sum() > 0
+    torch.autograd.gradcheck(lambda g, ww: lstm_layer(g, ww, lengths, mask), (gi, w))

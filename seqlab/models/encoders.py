@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlab.models.dropout import Dropout, dropout
+from seqlab.models.fused_encoder import lstm_layer
 from seqlab.models.shared_weight import SharedWeight
 
 RNN_CLASSES: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -114,35 +115,49 @@ class RNNEncoder(nn.Module):
 
 
 # ----------------------------------------------------------------------------- masked recurrence
-def _cell_step(cell: str, gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
-    """One step of D directions at once. gi: B x D x G input part (biases in), gh: B x D x G
-    recurrent part (GRU: with b_hh); h, c: B x D x H. Gate order as in PyTorch."""
-    if cell == "lstm":
-        i, f, g, o = (gi + gh).chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+def _cell_step(cell: str, gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """One RNN or GRU step of D directions at once. gi: B x D x G input part (biases in), gh: B x D x G
+    recurrent part (GRU: with b_hh); h: B x D x H. Gate order as in PyTorch."""
     if cell == "gru":
         ir, iz, in_ = gi.chunk(3, dim=-1)
         hr, hz, hn = gh.chunk(3, dim=-1)
         r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
         n = torch.tanh(in_ + r * hn)
-        return (1 - z) * n + z * h, None
-    return torch.tanh(gi + gh), None
+        return (1 - z) * n + z * h
+    return torch.tanh(gi + gh)
+
+
+def _masked_layer(cell: str, gi_all: torch.Tensor, w: SharedWeight, bh: torch.Tensor | None, keep: torch.Tensor,
+                  H: int):
+    """One RNN or GRU layer step by step under autograd: gi_all S x B x D x G, keep S x B x 1 x 1.
+    Returns (outputs B x S x D x H, zero at padding; final h B x D x H)."""
+    S, B, D, _ = gi_all.shape
+    h = gi_all.new_zeros(B, D, H)
+    outs = []
+    for gi, m in zip(gi_all.unbind(0), keep.unbind(0), strict=True):  # unbind: no zero-filled grads per step
+        gh = w.bmm(h.transpose(0, 1)).transpose(0, 1)  # B x D x G (matmul dtype; the cell's sums promote)
+        if bh is not None:
+            gh = gh + bh
+        h_new = _cell_step(cell, gi, gh, h)
+        h = torch.where(m, h_new, h)
+        outs.append(h_new * m)
+    return torch.stack(outs, dim=1), h
 
 
 def masked_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor):
     """The packed ``rnn(pack_padded_sequence(x, lengths))`` computed over the padded batch.
 
     Both directions advance together, one batched matmul per step: the backward direction reads each
-    sentence reversed within its own length, and a state stops changing after the sentence's last
-    token, so the final states are those at each sentence's end, as with packing. The input
-    projections of all steps are one matmul per layer. Returns (outputs B x S x D*H, zero at padding;
+    sentence reversed within its own length, and the final states are those at each sentence's last
+    token, as with packing. The input projections of all steps are one matmul per layer. LSTM layers
+    run as one hand-written autograd node (``models.fused_encoder``); RNN and GRU step by step, a
+    state held after the sentence's end. Returns (outputs B x S x D*H, zero at padding;
     final h (L*D) x B x H, or the (h, c) pair for LSTM), as ``nn.RNNBase`` with packed input does.
     """
     cell = {"LSTM": "lstm", "GRU": "gru"}.get(rnn.mode, "rnn")
     B, S, _ = x.shape
     D, H, L = 2 if rnn.bidirectional else 1, rnn.hidden_size, rnn.num_layers
-    keep = mask.t()[:, :, None, None]  # S x B x 1 x 1
+    keep = mask.t()[:, :, None, None]  # S x B x 1 x 1 (RNN, GRU)
     dev = x.device.type
     cdtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype  # matmuls
     sdtype = torch.promote_types(x.dtype, torch.float32)  # state and cell arithmetic
@@ -159,29 +174,21 @@ def masked_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, mask: to
             gis.append(F.linear(xd, w_ih, b_ih if cell == "gru" else b_ih + bh))  # B x S x G
             w_hh.append(getattr(rnn, "weight_hh" + sfx))
             b_hh.append(bh)
-        # S x B x D x G; the cell arithmetic and the state stay fp32 under autocast, only matmuls drop
-        gi_all = torch.stack(gis, dim=2).transpose(0, 1).to(sdtype)
-        w = SharedWeight(torch.stack(w_hh).transpose(1, 2).to(cdtype))  # D x H x G, cast once per batch
-        bh = torch.stack(b_hh)[None].to(sdtype) if cell == "gru" else None  # 1 x D x G
-        h = x.new_zeros(B, D, H, dtype=sdtype)
-        c = h if cell == "lstm" else None
-        outs = []
-        for gi, m in zip(gi_all.unbind(0), keep.unbind(0), strict=True):  # unbind: no zero-filled grads per step
-            gh = w.bmm(h.transpose(0, 1)).transpose(0, 1)  # B x D x G (matmul dtype; the cell's sums promote)
-            if bh is not None:
-                gh = gh + bh
-            h_new, c_new = _cell_step(cell, gi, gh, h, c)
-            h = torch.where(m, h_new, h)
-            if c is not None:
-                c = torch.where(m, c_new, c)
-            outs.append(h_new * m)
-        out = torch.stack(outs, dim=1)  # B x S x D x H
+        # the cell arithmetic and the state stay fp32 under autocast, only matmuls drop
+        w_hh = torch.stack(w_hh).transpose(1, 2).to(cdtype)  # D x H x G, cast once per batch
+        if cell == "lstm":  # the whole layer in one autograd node (models.fused_encoder)
+            gi_all = torch.stack(gis).permute(2, 0, 1, 3).to(sdtype, memory_format=torch.contiguous_format)
+            out, h, c = lstm_layer(gi_all, w_hh, lengths, mask)  # S x D x B x H; D x B x H
+            out = out.permute(2, 0, 1, 3)  # B x S x D x H
+            finals_h.append(h)
+            finals_c.append(c)
+        else:
+            out, h = _masked_layer(cell, torch.stack(gis, dim=2).transpose(0, 1).to(sdtype), SharedWeight(w_hh),
+                                   torch.stack(b_hh)[None].to(sdtype) if cell == "gru" else None, keep, H)
+            finals_h.append(h.transpose(0, 1))
         if D == 2:  # the backward direction's outputs back to source order
             back = reverse_padded(out[:, :, 1], lengths)
             out = torch.stack([out[:, :, 0], back], dim=2)
         x = out.reshape(B, S, D * H)
-        finals_h.append(h.transpose(0, 1))
-        if c is not None:
-            finals_c.append(c.transpose(0, 1))
     h_n = torch.cat(finals_h)  # (L*D) x B x H, layer-major as in PyTorch
     return x, ((h_n, torch.cat(finals_c)) if cell == "lstm" else h_n)
