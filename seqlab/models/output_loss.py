@@ -39,14 +39,16 @@ def _fused(x, w, b, target, smoothing: float, dtype: torch.dtype, with_grad: boo
     for lo in range(0, n_rows, CHUNK_ROWS):
         real = min(CHUNK_ROWS, n_rows - lo)  # rows of this chunk; the padding follows them
         xs, ts = _pad_rows(xc[lo : lo + real]), _pad_rows(target[lo : lo + real])
-        logits = F.linear(xs, wc, bc).to(acc)
+        # V x n: the vocabulary down, this chunk's tokens across (the layout in which oneDNN's three
+        # matmuls below run fastest: about half the time of the n x V layout for this model's shapes)
+        logits = (torch.addmm(bc[:, None], wc, xs.t()) if bc is not None else wc.mm(xs.t())).to(acc)
         # log-sum-exp by hand (torch.logsumexp is several passes slower), keeping exp(logits - max)
-        top = logits.amax(1, keepdim=True)
-        picked = logits.gather(1, ts[:, None]).squeeze(1)
-        mean = logits.mean(1) if smoothing else None
+        top = logits.amax(0, keepdim=True)
+        picked = logits.gather(0, ts[None, :]).squeeze(0)
+        mean = logits.mean(0) if smoothing else None
         e = logits.sub_(top).exp_()
-        total = e.sum(1)
-        lse = top.squeeze(1) + total.log()
+        total = e.sum(0)
+        lse = top.squeeze(0) + total.log()
         nll = lse - picked
         loss = nll if not smoothing else (1 - smoothing) * nll + smoothing * (lse - mean)
         loss_sum += loss[:real].sum()
@@ -54,14 +56,14 @@ def _fused(x, w, b, target, smoothing: float, dtype: torch.dtype, with_grad: boo
         if not with_grad:
             continue
         # d loss / d logits = softmax - ((1 - eps) * onehot + eps / V), computed in place
-        g = e.mul_(total.reciprocal_()[:, None])
+        g = e.mul_(total.reciprocal_()[None, :])
         if smoothing:
             g.sub_(smoothing / V)
-        g.scatter_add_(1, ts[:, None], g.new_full((ts.size(0), 1), -(1 - smoothing)))
-        g[real:] = 0
-        gc = g.to(dtype)
-        gx[lo : lo + real] = gc.mm(wc)[:real]
-        gw_c, gb_c = gc.t().mm(xs).to(acc), (g.sum(0) if b is not None else None)
+        g.scatter_add_(0, ts[None, :], g.new_full((1, ts.size(0)), -(1 - smoothing)))
+        g[:, real:] = 0
+        gc = g.to(dtype)  # V x n
+        gx[lo : lo + real] = gc.t().mm(wc)[:real]
+        gw_c, gb_c = gc.mm(xs).to(acc), (g.sum(1) if b is not None else None)
         if gw is None:
             gw, gb = gw_c, gb_c
         else:
