@@ -28,10 +28,11 @@ from seqlab.models.dropout import keep_mask
 
 class _AttentionalLSTMLoop(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x_pre, h, c, feed, keys, memory, mask, w, wq, bq, v, wc, p, dtype):
+    def forward(ctx, x_pre, h, c, feed, keys, memory, mask, w, wq, bq, v, wc, p, dtype, keep):
         B, T, _ = x_pre.shape
         acc = x_pre.dtype
         H = h.size(1)
+        S, A = keys.shape[1], keys.shape[2]
         additive = wq is not None
         w_, wc_ = w.to(dtype), wc.to(dtype)
         wq_ = wq.to(dtype) if additive else None
@@ -42,40 +43,58 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
         neg = torch.zeros(mask.shape, dtype=acc, device=mask.device).masked_fill_(~mask, float("-inf"))
         ctx.dtypes = [t.dtype if t is not None else None for t in (x_pre, h, c, feed, keys, memory, mask, w, wq, bq,
                                                                      v, wc)]  # the inputs', for their gradients
-        keep_for_backward = any(ctx.needs_input_grad)
         outs = x_pre.new_empty(B, T, H)
-        attn = x_pre.new_empty(B, T, mask.size(1))
-        saved = []
+        attn = x_pre.new_empty(T, B, S)
+        # what the backward pass reads, one buffer per quantity over all steps
+        new = x_pre.new_empty if keep else (lambda *shape: None)
+        sgs, tgs, tcs, os_ = new(T, B, 4 * H), new(T, B, H), new(T, B, H), new(T, B, H)
+        cs = x_pre.new_empty(T + 1, B, H) if keep else None
+        hids = new(T, B, S, A) if keep and additive else None
+        keeps, saved = [], []
+        if keep:
+            cs[0] = c
         for t in range(T):
             xh = torch.cat([feed, h], 1).to(dtype)  # B x (F + H), the matmul's input (kept for dW)
             gates = x_pre[:, t] + xh.mm(w_.t())  # fp32 + bf16: promoted inside the add, no cast
-            sg = torch.sigmoid(gates)  # i, f, (g: unused), o
-            tg = torch.tanh(gates[:, 2 * H : 3 * H])
-            c_prev = c
-            c = torch.addcmul(sg[:, H : 2 * H] * c, sg[:, :H], tg)
-            tc = torch.tanh(c)
+            sg = torch.sigmoid(gates, out=sgs[t]) if keep else torch.sigmoid(gates)  # i, f, (g: unused), o
+            tg = torch.tanh(gates[:, 2 * H : 3 * H], out=tgs[t]) if keep else torch.tanh(gates[:, 2 * H : 3 * H])
+            c = torch.addcmul(sg[:, H : 2 * H] * c, sg[:, :H], tg, out=cs[t + 1] if keep else None)
+            tc = torch.tanh(c, out=tcs[t]) if keep else torch.tanh(c)
             h = sg[:, 3 * H :] * tc
             if additive:
                 q = torch.addmm(bq_, h.to(dtype), wq_.t()).to(acc)
-                hid = (keys_ + q.unsqueeze(1)).tanh_()  # B x S x A
-                scores = hid.view(-1, hid.size(-1)).mv(v_).view(B, -1)
+                hid = torch.add(keys_, q.unsqueeze(1), out=hids[t] if keep else None).tanh_()  # B x S x A
+                scores = hid.view(-1, A).mv(v_).view(B, -1)
             else:
-                hid = None
                 scores = torch.bmm(keys_, h.unsqueeze(2)).squeeze(2)
-            a = torch.softmax(scores + neg, dim=1)  # B x S
+            a = torch.softmax(scores + neg, dim=1, out=attn[t])  # B x S
             context = torch.bmm(a.unsqueeze(1), mem).squeeze(1)  # B x M
             hc = torch.cat([h, context], 1).to(dtype)
-            o = torch.tanh(hc.mm(wc_.t()).to(acc))
-            keep = keep_mask(o, p) if p > 0 else None  # seqlab's dropout mask, drawn in the same order
-            feed = o * keep if keep is not None else o
+            o = torch.tanh(hc.mm(wc_.t()).to(acc), out=os_[t] if keep else None)
+            drop = keep_mask(o, p) if p > 0 else None  # seqlab's dropout mask, drawn in the same order
+            feed = o * drop if drop is not None else o
             outs[:, t] = feed
-            attn[:, t] = a
-            if keep_for_backward:
-                saved.append((xh, sg, tg, c_prev, tc, h, hid, a, hc, o, keep))
-        ctx.saved = saved
-        ctx.weights = (w_, wq_, v_, wc_, keys_, mem)
-        ctx.meta = (additive, acc, H, w.size(1) - H)  # F: the fed-back vector's size
-        attn = attn.to(memory.dtype)
+            if keep:
+                keeps.append(drop)
+                saved.append((xh, h, hc))
+        if keep:
+            # the derivatives of the cell and the attentional layer, over all steps at once:
+            # d gates = [dc dc dc dh] * P;  d c += dh * Q;  d (W_c [h; ctx]) = d out * K
+            d = torch.addcmul(sgs, sgs, sgs, value=-1.0)  # s (1 - s)
+            P = torch.empty_like(sgs)
+            torch.mul(d[..., :H], tgs, out=P[..., :H])
+            torch.mul(d[..., H : 2 * H], cs[:T], out=P[..., H : 2 * H])
+            torch.addcmul(sgs[..., :H], sgs[..., :H] * tgs, tgs, value=-1.0, out=P[..., 2 * H : 3 * H])
+            torch.mul(d[..., 3 * H :], tcs, out=P[..., 3 * H :])
+            Q = torch.addcmul(sgs[..., 3 * H :], sgs[..., 3 * H :] * tcs, tcs, value=-1.0)  # s_o (1 - tanh(c)^2)
+            K = torch.addcmul(torch.ones_like(os_), os_, os_, value=-1.0)  # 1 - o^2
+            if p > 0:
+                K.mul_(torch.stack(keeps))
+            ctx.saved = saved
+            ctx.derivs = (P, Q, K, sgs[..., H : 2 * H], hids, attn)
+            ctx.weights = (w_, wq_, v_, wc_, keys_, mem)
+            ctx.meta = (additive, acc, H, w.size(1) - H)  # F: the fed-back vector's size
+        attn = attn.transpose(0, 1).to(memory.dtype)
         ctx.mark_non_differentiable(attn)
         return outs, attn
 
@@ -83,31 +102,35 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
     def backward(ctx, d_outs, _d_attn):
         additive, acc, H, F = ctx.meta
         w_, wq_, v_, wc_, keys_, mem = ctx.weights
+        P, Q, K, SF, hids, attn = ctx.derivs
         saved = ctx.saved
         T = len(saved)
         d_outs = d_outs.to(acc)
         dx_pre = d_outs.new_empty(d_outs.size(0), T, w_.size(0))
         dfeed = dh_next = dc = None
-        dkeys = torch.zeros_like(keys_) if additive else None  # dot / general: one bmm at the end
-        dv = torch.zeros_like(v_) if additive else None
+        if additive:  # d keys = v * sum_t ds_t (1 - hid_t^2): the sums over steps are kept
+            ds_sum = keys_.new_zeros(keys_.shape[:2])  # B x S
+            ds_hid2 = torch.zeros_like(keys_)  # B x S x A
+            dv = torch.zeros_like(v_)
         dz_all, dq_all, dg_all, dctx_all = [], [], [], []  # dq_all: dot / general keep d scores
         for t in range(T - 1, -1, -1):
-            xh, sg, tg, c_prev, tc, h, hid, a, hc, o, keep = saved[t]
+            a = attn[t]
             do = d_outs[:, t] if dfeed is None else d_outs[:, t] + dfeed
-            if keep is not None:
-                do = do * keep
-            dz = do * (1 - o * o)  # tanh
-            dz_ = dz.to(w_.dtype)
+            dz_ = (do * K[t]).to(w_.dtype)  # through the dropout and the tanh
             dhc = dz_.mm(wc_).to(acc)
             dh = dhc[:, :H]
             dctx = dhc[:, H:]
             da = torch.bmm(mem, dctx.unsqueeze(2)).squeeze(2)  # B x S
             ds = a * (da - (a * da).sum(1, keepdim=True))  # softmax
             if additive:
-                dv += hid.view(-1, hid.size(-1)).t().mv(ds.view(-1))
-                dhid = hid.mul(hid).neg_().add_(1).mul_(v_).mul_(ds.unsqueeze(2))  # B x S x A
-                dkeys += dhid
-                dq = dhid.sum(1)
+                hid = hids[t]
+                dv.addmv_(hid.view(-1, hid.size(-1)).t(), ds.view(-1))
+                hid2 = hid.mul_(hid)  # the buffer is read for the last time: hid^2 in its place
+                dsum = ds.sum(1)
+                # dq = sum_s d hid_s = v * (sum_s ds_s - sum_s ds_s hid_s^2)
+                dq = (dsum[:, None] - torch.bmm(ds.unsqueeze(1), hid2).squeeze(1)) * v_
+                ds_sum += ds
+                ds_hid2.addcmul_(ds.unsqueeze(2), hid2)
                 dq_all.append(dq)
                 dh = dh + dq.to(wq_.dtype).mm(wq_).to(acc)
             else:
@@ -115,36 +138,33 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
                 dq_all.append(ds)
             if dh_next is not None:
                 dh = dh + dh_next
-            si, sf, so = sg[:, :H], sg[:, H : 2 * H], sg[:, 3 * H :]
-            dc = dh * so * (1 - tc * tc) if dc is None else dc + dh * so * (1 - tc * tc)
-            dgates = torch.cat([dc * tg * si * (1 - si), dc * c_prev * sf * (1 - sf),
-                                dc * si * (1 - tg * tg), dh * tc * so * (1 - so)], 1)
-            dx_pre[:, t] = dgates
+            dc = dh * Q[t] if dc is None else torch.addcmul(dc, dh, Q[t])
+            dgates = torch.mul(torch.cat([dc, dc, dc, dh], 1), P[t], out=dx_pre[:, t])
             dg_ = dgates.to(w_.dtype)
             dxh = dg_.mm(w_).to(acc)
             dfeed, dh_next = dxh[:, :F], dxh[:, F:]
-            dc = dc * sf
+            dc = dc * SF[t]
             dz_all.append(dz_)
             dg_all.append(dg_)
             dctx_all.append(dctx)
         dz_all.reverse(), dq_all.reverse(), dg_all.reverse(), dctx_all.reverse()
         # every weight's gradient in one matmul over all steps
         dw = torch.cat(dg_all).t().mm(torch.cat([s[0] for s in saved])).to(acc)
-        dwc = torch.cat(dz_all).t().mm(torch.cat([s[8] for s in saved])).to(acc)
-        A = torch.stack([s[7] for s in saved], 1)  # B x T x S
-        dmem = torch.bmm(A.transpose(1, 2), torch.stack(dctx_all, 1))  # B x S x M
-        dwq = dbq = None
+        dwc = torch.cat(dz_all).t().mm(torch.cat([s[2] for s in saved])).to(acc)
+        dmem = torch.bmm(attn.permute(1, 2, 0), torch.stack(dctx_all, 1))  # B x S x M
+        dwq = dbq = dkeys = None
         if additive:
             dq = torch.cat(dq_all)  # (T*B) x A
-            hs = torch.cat([s[5] for s in saved])
+            hs = torch.cat([s[1] for s in saved])
             dwq = dq.to(wq_.dtype).t().mm(hs.to(wq_.dtype)).to(acc)
             dbq = dq.sum(0)
+            dkeys = (ds_sum.unsqueeze(2) - ds_hid2).mul_(v_)
         else:  # scores = keys . h: d keys = sum_t ds_t (x) h_t
-            dkeys = torch.bmm(torch.stack(dq_all, 2), torch.stack([s[5] for s in saved], 1))
-        ctx.saved = ctx.weights = None
-        grads = (dx_pre, dh_next, dc, dfeed, dkeys, dmem, None, dw, dwq, dbq, dv, dwc)
+            dkeys = torch.bmm(torch.stack(dq_all, 2), torch.stack([s[1] for s in saved], 1))
+        ctx.saved = ctx.weights = ctx.derivs = None
+        grads = (dx_pre, dh_next, dc, dfeed, dkeys, dmem, None, dw, dwq, dbq, dv if additive else None, dwc)
         grads = [g.to(dt) if g is not None else None for g, dt in zip(grads, ctx.dtypes, strict=True)]
-        return (*grads, None, None)
+        return (*grads, None, None, None)
 
 
 def attentional_lstm_loop(x_pre, h0, c0, feed0, keys, memory, mask, w, wq, bq, v, wc, p: float, dtype):
@@ -156,6 +176,8 @@ def attentional_lstm_loop(x_pre, h0, c0, feed0, keys, memory, mask, w, wq, bq, v
     w: 4H x (F + H), the gates' weight for [feed; h]; wq, bq, v: the additive score's query
     projection and vector (None: dot product); wc: H x (H + M), the attentional layer.
     ``dtype``: the matrix products' precision."""
+    keep = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x_pre, h0, c0, feed0, keys, memory, w, wq, bq, v, wc))
     with torch.autocast(x_pre.device.type, enabled=False):  # the precisions are chosen inside
         return _AttentionalLSTMLoop.apply(x_pre, h0, c0, feed0, keys, memory, mask, w, wq, bq, v, wc, float(p),
-                                          dtype)
+                                          dtype, keep)
