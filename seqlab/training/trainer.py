@@ -166,16 +166,36 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(out.loss).backward()
         scaler.unscale_(optimizer)
-        max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))  # norm before clipping
-        if not math.isfinite(grad_norm) and not scaler.is_enabled():
-            self._diverged(f"the gradient norm is {grad_norm}")
+        grad_norm = self._clip(params, optimizer, scaler)  # the norm before clipping
         scaler.step(optimizer)
+        optimizer.grad_scale = None  # (set by _clip for this step only)
         scaler.update()
         if self.ema is not None:
             self.ema.update()
         out.logs["grad_norm"] = grad_norm
         return out
+
+    def _clip(self, params, optimizer, scaler) -> float:
+        """``clip_grad_norm_(params, trainer.grad_clip)``; returns the norm before clipping.
+
+        As PyTorch does, gradients are scaled by max_norm / (norm + 1e-6) when that is below 1, but
+        only then (PyTorch multiplies every gradient by the clamped factor at every step); and an
+        optimizer with a fused update (``_step_supports_amp_scaling``, as ``GradScaler`` reads it,
+        e.g. Adam with ``fused=True``) divides the gradients by ``grad_scale`` inside its own pass
+        over them instead of a separate one."""
+        grads = [p.grad for p in params if p.grad is not None]
+        grad_norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        if not math.isfinite(grad_norm):
+            if not scaler.is_enabled():
+                self._diverged(f"the gradient norm is {grad_norm}")
+            return grad_norm  # the scaler skips this step
+        coef = self.cfg.grad_clip / (grad_norm + 1e-6)
+        if self.cfg.grad_clip > 0 and coef < 1.0:
+            if getattr(optimizer, "_step_supports_amp_scaling", False) and not scaler.is_enabled():
+                optimizer.grad_scale = torch.tensor(1.0 / coef, device=grads[0].device)
+            else:
+                torch.nn.utils.clip_grads_with_norm_(params, self.cfg.grad_clip, torch.tensor(grad_norm))
+        return grad_norm
 
     def _diverged(self, what: str) -> None:
         last = self.checkpointer.last_path
