@@ -50,33 +50,42 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
         sgs, tgs, tcs, os_ = new(T, B, 4 * H), new(T, B, H), new(T, B, H), new(T, B, H)
         cs = x_pre.new_empty(T + 1, B, H) if keep else None
         hids = new(T, B, S, A) if keep and additive else None
-        keeps, saved = [], []
+        hs = new(T, B, H) if keep and not additive else None  # dot / general: d keys = sum_t ds_t (x) h_t
+        F = w.size(1) - H  # the fed-back vector's size
+        # the matmuls' inputs [feed; h] and [h; context] in their precision, one row block per step (kept for dW)
+        xhs = x_pre.new_empty(T, B, F + H, dtype=dtype)
+        hcs = x_pre.new_empty(T, B, H + mem.size(2), dtype=dtype)
+        keeps = []
         if keep:
             cs[0] = c
         for t in range(T):
-            xh = torch.cat([feed, h], 1).to(dtype)  # B x (F + H), the matmul's input (kept for dW)
+            xh = xhs[t]
+            xh[:, :F].copy_(feed)
+            xh[:, F:].copy_(h)
             gates = x_pre[:, t] + xh.mm(w_.t())  # fp32 + bf16: promoted inside the add, no cast
             sg = torch.sigmoid(gates, out=sgs[t]) if keep else torch.sigmoid(gates)  # i, f, (g: unused), o
             tg = torch.tanh(gates[:, 2 * H : 3 * H], out=tgs[t]) if keep else torch.tanh(gates[:, 2 * H : 3 * H])
             c = torch.addcmul(sg[:, H : 2 * H] * c, sg[:, :H], tg, out=cs[t + 1] if keep else None)
             tc = torch.tanh(c, out=tcs[t]) if keep else torch.tanh(c)
             h = sg[:, 3 * H :] * tc
+            hc = hcs[t]
+            hc[:, :H].copy_(h)  # h in the matmuls' precision
             if additive:
-                q = torch.addmm(bq_, h.to(dtype), wq_.t()).to(acc)
+                q = torch.addmm(bq_, hc[:, :H], wq_.t()).to(acc)
                 hid = torch.add(keys_, q.unsqueeze(1), out=hids[t] if keep else None).tanh_()  # B x S x A
                 scores = hid.view(-1, A).mv(v_).view(B, -1)
             else:
                 scores = torch.bmm(keys_, h.unsqueeze(2)).squeeze(2)
+                if keep:
+                    hs[t] = h
             a = torch.softmax(scores + neg, dim=1, out=attn[t])  # B x S
-            context = torch.bmm(a.unsqueeze(1), mem).squeeze(1)  # B x M
-            hc = torch.cat([h, context], 1).to(dtype)
+            hc[:, H:].copy_(torch.bmm(a.unsqueeze(1), mem).squeeze(1))  # the context, B x M
             o = torch.tanh(hc.mm(wc_.t()).to(acc), out=os_[t] if keep else None)
             drop = keep_mask(o, p) if p > 0 else None  # seqlab's dropout mask, drawn in the same order
             feed = o * drop if drop is not None else o
             outs[:, t] = feed
             if keep:
                 keeps.append(drop)
-                saved.append((xh, h, hc))
         if keep:
             # the derivatives of the cell and the attentional layer, over all steps at once:
             # d gates = [dc dc dc dh] * P;  d c += dh * Q;  d (W_c [h; ctx]) = d out * K
@@ -90,10 +99,10 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
             K = torch.addcmul(torch.ones_like(os_), os_, os_, value=-1.0)  # 1 - o^2
             if p > 0:
                 K.mul_(torch.stack(keeps))
-            ctx.saved = saved
-            ctx.derivs = (P, Q, K, sgs[..., H : 2 * H], hids, attn)
+            ctx.inputs = (xhs, hcs)
+            ctx.derivs = (P, Q, K, sgs[..., H : 2 * H], hids if additive else hs, attn)
             ctx.weights = (w_, wq_, v_, wc_, keys_, mem)
-            ctx.meta = (additive, acc, H, w.size(1) - H)  # F: the fed-back vector's size
+            ctx.meta = (additive, acc, H, F)
         attn = attn.transpose(0, 1).to(memory.dtype)
         ctx.mark_non_differentiable(attn)
         return outs, attn
@@ -102,21 +111,23 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
     def backward(ctx, d_outs, _d_attn):
         additive, acc, H, F = ctx.meta
         w_, wq_, v_, wc_, keys_, mem = ctx.weights
-        P, Q, K, SF, hids, attn = ctx.derivs
-        saved = ctx.saved
-        T = len(saved)
+        P, Q, K, SF, hids, attn = ctx.derivs  # hids: h per step for dot / general
+        xhs, hcs = ctx.inputs
+        T, B = xhs.shape[:2]
         d_outs = d_outs.to(acc)
-        dx_pre = d_outs.new_empty(d_outs.size(0), T, w_.size(0))
+        dx_pre = d_outs.new_empty(B, T, w_.size(0))
+        dzs = xhs.new_empty(T, B, H)  # the matmuls' output gradients, in their precision
+        dgs = xhs.new_empty(T, B, w_.size(0))
         dfeed = dh_next = dc = None
         if additive:  # d keys = v * sum_t ds_t (1 - hid_t^2): the sums over steps are kept
             ds_sum = keys_.new_zeros(keys_.shape[:2])  # B x S
             ds_hid2 = torch.zeros_like(keys_)  # B x S x A
             dv = torch.zeros_like(v_)
-        dz_all, dq_all, dg_all, dctx_all = [], [], [], []  # dq_all: dot / general keep d scores
+        dq_all, dctx_all = [], []  # dq_all: dot / general keep d scores
         for t in range(T - 1, -1, -1):
             a = attn[t]
             do = d_outs[:, t] if dfeed is None else d_outs[:, t] + dfeed
-            dz_ = (do * K[t]).to(w_.dtype)  # through the dropout and the tanh
+            dz_ = torch.mul(do, K[t], out=dzs[t])  # through the dropout and the tanh
             dhc = dz_.mm(wc_).to(acc)
             dh = dhc[:, :H]
             dctx = dhc[:, H:]
@@ -140,28 +151,26 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
                 dh = dh + dh_next
             dc = dh * Q[t] if dc is None else torch.addcmul(dc, dh, Q[t])
             dgates = torch.mul(torch.cat([dc, dc, dc, dh], 1), P[t], out=dx_pre[:, t])
-            dg_ = dgates.to(w_.dtype)
+            dg_ = dgs[t]
+            dg_.copy_(dgates)
             dxh = dg_.mm(w_).to(acc)
             dfeed, dh_next = dxh[:, :F], dxh[:, F:]
             dc = dc * SF[t]
-            dz_all.append(dz_)
-            dg_all.append(dg_)
             dctx_all.append(dctx)
-        dz_all.reverse(), dq_all.reverse(), dg_all.reverse(), dctx_all.reverse()
+        dq_all.reverse(), dctx_all.reverse()
         # every weight's gradient in one matmul over all steps
-        dw = torch.cat(dg_all).t().mm(torch.cat([s[0] for s in saved])).to(acc)
-        dwc = torch.cat(dz_all).t().mm(torch.cat([s[2] for s in saved])).to(acc)
+        dw = dgs.view(T * B, -1).t().mm(xhs.view(T * B, -1)).to(acc)
+        dwc = dzs.view(T * B, -1).t().mm(hcs.view(T * B, -1)).to(acc)
         dmem = torch.bmm(attn.permute(1, 2, 0), torch.stack(dctx_all, 1))  # B x S x M
         dwq = dbq = dkeys = None
         if additive:
             dq = torch.cat(dq_all)  # (T*B) x A
-            hs = torch.cat([s[1] for s in saved])
-            dwq = dq.to(wq_.dtype).t().mm(hs.to(wq_.dtype)).to(acc)
+            dwq = dq.to(wq_.dtype).t().mm(hcs[:, :, :H].reshape(T * B, H)).to(acc)
             dbq = dq.sum(0)
             dkeys = (ds_sum.unsqueeze(2) - ds_hid2).mul_(v_)
         else:  # scores = keys . h: d keys = sum_t ds_t (x) h_t
-            dkeys = torch.bmm(torch.stack(dq_all, 2), torch.stack([s[1] for s in saved], 1))
-        ctx.saved = ctx.weights = ctx.derivs = None
+            dkeys = torch.bmm(torch.stack(dq_all, 2), hids.transpose(0, 1))
+        ctx.inputs = ctx.weights = ctx.derivs = None
         grads = (dx_pre, dh_next, dc, dfeed, dkeys, dmem, None, dw, dwq, dbq, dv if additive else None, dwc)
         grads = [g.to(dt) if g is not None else None for g, dt in zip(grads, ctx.dtypes, strict=True)]
         return (*grads, None, None, None)
