@@ -12,9 +12,12 @@ This is the decoder of the JoeyNMT / OpenNMT-py arrangement (``model=lstm_attn``
 with ``score`` additive (``v . tanh(W_q h + b_q + keys)``), dot or general (``h . keys``; general's
 keys are projected beforehand). Autograd records some 30 small operations per step and runs some 60
 backward nodes for them; at 64 sentences x 512 units each of those is a few microseconds of work
-and about as much of bookkeeping. Here the forward pass runs without a graph and keeps what the
-backward pass needs; the backward pass is the chain rule step by step in reverse, and every weight
-gets its gradient in one matmul over all steps at the end (as ``SharedWeight`` does). Matrix
+and about as much of bookkeeping. Here the forward pass runs without a graph and writes what the
+backward pass needs into one buffer per quantity; after the loop, the local derivatives of the
+cell, the attentional layer and the dropout are formed for all steps at once. The backward pass is
+then the chain rule step by step in reverse, a few operations a step (the additive score's key
+gradient is kept as two running sums: sum_s ds = 0 for a softmax's input gradient is not assumed),
+and every weight gets its gradient in one matmul over all steps at the end. Matrix
 products run in ``dtype`` (bf16 under autocast), everything else in the state's precision (fp32):
 the same mathematics as ``RNNDecoder``'s step-by-step path, which the tests compare it with.
 """
@@ -49,7 +52,9 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
         new = x_pre.new_empty if keep else (lambda *shape: None)
         sgs, tgs, tcs, os_ = new(T, B, 4 * H), new(T, B, H), new(T, B, H), new(T, B, H)
         cs = x_pre.new_empty(T + 1, B, H) if keep else None
-        hids = new(T, B, S, A) if keep and additive else None
+        # additive: hid_t = tanh(q_t + keys) is B x S x A a step; one scratch buffer, recomputed in backward
+        scratch = keys_.new_empty(B, S, A) if additive else None
+        qs = new(T, B, A) if keep and additive else None
         hs = new(T, B, H) if keep and not additive else None  # dot / general: d keys = sum_t ds_t (x) h_t
         F = w.size(1) - H  # the fed-back vector's size
         # the matmuls' inputs [feed; h] and [h; context] in their precision, one row block per step (kept for dW)
@@ -72,7 +77,9 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
             hc[:, :H].copy_(h)  # h in the matmuls' precision
             if additive:
                 q = torch.addmm(bq_, hc[:, :H], wq_.t()).to(acc)
-                hid = torch.add(keys_, q.unsqueeze(1), out=hids[t] if keep else None).tanh_()  # B x S x A
+                if keep:
+                    qs[t] = q
+                hid = torch.add(keys_, q.unsqueeze(1), out=scratch).tanh_()  # B x S x A
                 scores = hid.view(-1, A).mv(v_).view(B, -1)
             else:
                 scores = torch.bmm(keys_, h.unsqueeze(2)).squeeze(2)
@@ -100,10 +107,10 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
             if p > 0:
                 K.mul_(torch.stack(keeps))
             ctx.inputs = (xhs, hcs)
-            ctx.derivs = (P, Q, K, sgs[..., H : 2 * H], hids if additive else hs, attn)
+            ctx.derivs = (P, Q, K, sgs[..., H : 2 * H], qs if additive else hs, attn)  # q_t or h_t per step
             ctx.weights = (w_, wq_, v_, wc_, keys_, mem)
             ctx.meta = (additive, acc, H, F)
-        attn = attn.transpose(0, 1).to(memory.dtype)
+        attn = attn.transpose(0, 1).to(memory.dtype, memory_format=torch.contiguous_format)  # a copy: B x T x S
         ctx.mark_non_differentiable(attn)
         return outs, attn
 
@@ -111,7 +118,7 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
     def backward(ctx, d_outs, _d_attn):
         additive, acc, H, F = ctx.meta
         w_, wq_, v_, wc_, keys_, mem = ctx.weights
-        P, Q, K, SF, hids, attn = ctx.derivs  # hids: h per step for dot / general
+        P, Q, K, SF, per_step, attn = ctx.derivs  # additive: the queries q_t; dot / general: h_t
         xhs, hcs = ctx.inputs
         T, B = xhs.shape[:2]
         d_outs = d_outs.to(acc)
@@ -122,6 +129,7 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
         if additive:  # d keys = v * sum_t ds_t (1 - hid_t^2): the sums over steps are kept
             ds_sum = keys_.new_zeros(keys_.shape[:2])  # B x S
             ds_hid2 = torch.zeros_like(keys_)  # B x S x A
+            hid = torch.empty_like(keys_)
             dv = torch.zeros_like(v_)
         dq_all, dctx_all = [], []  # dq_all: dot / general keep d scores
         for t in range(T - 1, -1, -1):
@@ -134,9 +142,9 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
             da = torch.bmm(mem, dctx.unsqueeze(2)).squeeze(2)  # B x S
             ds = a * (da - (a * da).sum(1, keepdim=True))  # softmax
             if additive:
-                hid = hids[t]
+                torch.add(keys_, per_step[t].unsqueeze(1), out=hid).tanh_()  # recomputed: cheaper than keeping T of them
                 dv.addmv_(hid.view(-1, hid.size(-1)).t(), ds.view(-1))
-                hid2 = hid.mul_(hid)  # the buffer is read for the last time: hid^2 in its place
+                hid2 = hid.mul_(hid)
                 dsum = ds.sum(1)
                 # dq = sum_s d hid_s = v * (sum_s ds_s - sum_s ds_s hid_s^2)
                 dq = (dsum[:, None] - torch.bmm(ds.unsqueeze(1), hid2).squeeze(1)) * v_
@@ -169,7 +177,7 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
             dbq = dq.sum(0)
             dkeys = (ds_sum.unsqueeze(2) - ds_hid2).mul_(v_)
         else:  # scores = keys . h: d keys = sum_t ds_t (x) h_t
-            dkeys = torch.bmm(torch.stack(dq_all, 2), hids.transpose(0, 1))
+            dkeys = torch.bmm(torch.stack(dq_all, 2), per_step.transpose(0, 1))
         ctx.inputs = ctx.weights = ctx.derivs = None
         grads = (dx_pre, dh_next, dc, dfeed, dkeys, dmem, None, dw, dwq, dbq, dv if additive else None, dwc)
         grads = [g.to(dt) if g is not None else None for g, dt in zip(grads, ctx.dtypes, strict=True)]
