@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The benchmark model trained for one epoch by OpenNMT-py and by seqlab in turn, seed by seed
+# (OpenNMT-py seed A, seqlab seed A, OpenNMT-py seed B, ...), so that the machine's drift in speed
+# lands on both toolkits alike; then seqlab's decoding of each one-epoch model (greedy and beam 5,
+# each its own process) and fp32 training. ~17 minutes for three seeds on 2 cores; run it on an
+# otherwise idle machine. The peers' harness needs its one-off install (../shared/bench/peers/README.md).
+#   bash scripts/bench_translation_interleaved.sh s9b 42 1 2            # seqlab's JSON lines: $OUT
+#   /tmp/peerbench/venvs/ref/bin/python ../shared/bench/peers/parse_run.py --session s9b --toolkits onmt
+# OUT (default outputs/bench_<tag>.jsonl), CKDIR (default /tmp): where the lines and checkpoints go.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tag=$1; shift
+out=${OUT:-outputs/bench_$tag.jsonl}
+ckdir=${CKDIR:-/tmp}
+mkdir -p "$(dirname "$out")"
+b() { echo "+ $* ($(date +%T); $(cut -d' ' -f1-3 /proc/loadavg))" >&2; python scripts/bench_translation.py "$@" | tail -n 1 | tee -a "$out"; }
+for seed in "$@"; do
+  echo "+ OpenNMT-py seed $seed ($(date +%T); $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+  bash scripts/bench_peers_seeds.sh "$tag" "$seed"
+  b --warmup 10 --steps 444 --precision bf16 --no-decode --save "$ckdir/seqlab_${tag}_s$seed.pt" "seed=$seed"
+done
+for seed in "$@"; do
+  for d in greedy beam5; do
+    b --steps 0 --ckpt "$ckdir/seqlab_${tag}_s$seed.pt" --precision bf16 --decode-repeats 3 --decode $d
+  done
+done
+b --warmup 10 --steps 200 --precision fp32 --no-decode
