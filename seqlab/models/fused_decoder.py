@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 
 from seqlab.models.dropout import keep_mask
+from seqlab.models.fused_encoder import cell_derivatives
 
 
 class _AttentionalLSTMLoop(torch.autograd.Function):
@@ -96,13 +97,7 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
         if keep:
             # the derivatives of the cell and the attentional layer, over all steps at once:
             # d gates = [dc dc dc dh] * P;  d c += dh * Q;  d (W_c [h; ctx]) = d out * K
-            d = torch.addcmul(sgs, sgs, sgs, value=-1.0)  # s (1 - s)
-            P = torch.empty_like(sgs)
-            torch.mul(d[..., :H], tgs, out=P[..., :H])
-            torch.mul(d[..., H : 2 * H], cs[:T], out=P[..., H : 2 * H])
-            torch.addcmul(sgs[..., :H], sgs[..., :H] * tgs, tgs, value=-1.0, out=P[..., 2 * H : 3 * H])
-            torch.mul(d[..., 3 * H :], tcs, out=P[..., 3 * H :])
-            Q = torch.addcmul(sgs[..., 3 * H :], sgs[..., 3 * H :] * tcs, tcs, value=-1.0)  # s_o (1 - tanh(c)^2)
+            P, Q = cell_derivatives(sgs, tgs, cs[:T], tcs)
             K = torch.addcmul(torch.ones_like(os_), os_, os_, value=-1.0)  # 1 - o^2
             if p > 0:
                 K.mul_(torch.stack(keeps))

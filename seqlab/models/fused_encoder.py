@@ -51,25 +51,37 @@ def _ends(lengths: torch.Tensor, B: int):
     return last, torch.arange(B, device=lengths.device), (lengths > 0)[None, :, None]
 
 
+def cell_derivatives(sg: torch.Tensor, tg: torch.Tensor, c_prev: torch.Tensor, tc: torch.Tensor):
+    """An LSTM cell's local derivatives for every step at once, from what its forward pass kept:
+    the sigmoids of the four gates ``sg`` (... x 4H; the g slot unused), tanh(g) ``tg``, the previous
+    cell state ``c_prev`` and tanh(c) ``tc`` (... x H). Returns (P ... x 4H, Q ... x H) such that a
+    step's backward pass is
+
+        dc = dc_from_later + dh * Q;   d gates = [dc dc dc dh] * P
+
+    i.e. P = [tg s_i(1-s_i), c_prev s_f(1-s_f), s_i (1-tg^2), tc s_o(1-s_o)], Q = s_o (1 - tc^2)."""
+    H = tg.size(-1)
+    d = torch.addcmul(sg, sg, sg, value=-1.0)  # s (1 - s)
+    P = torch.empty_like(sg)
+    torch.mul(d[..., :H], tg, out=P[..., :H])
+    torch.mul(d[..., H : 2 * H], c_prev, out=P[..., H : 2 * H])
+    torch.addcmul(sg[..., :H], sg[..., :H] * tg, tg, value=-1.0, out=P[..., 2 * H : 3 * H])
+    torch.mul(d[..., 3 * H :], tc, out=P[..., 3 * H :])
+    Q = torch.addcmul(sg[..., 3 * H :], sg[..., 3 * H :] * tc, tc, value=-1.0)
+    return P, Q
+
+
 class _LSTMLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gi, w, lengths, mask):
-        S, D, B, G = gi.shape
+        S, _, B, G = gi.shape
         H = G // 4
         out, cs, hs, sg, tg, tc = _run(gi, w, keep=True)
         last, rows, nonempty = _ends(lengths, B)
         h_fin = out[last, :, rows].transpose(0, 1) * nonempty  # D x B x H
         c_fin = cs[last + 1, :, rows].transpose(0, 1) * nonempty
         out.mul_(mask.t()[:, None, :, None])
-        # the derivatives the backward pass needs, over all steps at once:
-        # d gates = [dc tg s_i(1-s_i), dc c_prev s_f(1-s_f), dc s_i (1-tg^2), dh tc s_o(1-s_o)] = [dc dc dc dh] * P
-        d = torch.addcmul(sg, sg, sg, value=-1.0)  # s (1 - s)
-        P = torch.empty_like(sg)
-        torch.mul(d[..., :H], tg, out=P[..., :H])
-        torch.mul(d[..., H : 2 * H], cs[:S], out=P[..., H : 2 * H])
-        torch.addcmul(sg[..., :H], sg[..., :H] * tg, tg, value=-1.0, out=P[..., 2 * H : 3 * H])
-        torch.mul(d[..., 3 * H :], tc, out=P[..., 3 * H :])
-        Q = torch.addcmul(sg[..., 3 * H :], sg[..., 3 * H :] * tc, tc, value=-1.0)  # d h / d c = s_o (1 - tc^2)
+        P, Q = cell_derivatives(sg, tg, cs[:S], tc)
         ctx.save_for_backward(w, lengths, mask)
         ctx.tensors = (hs, P, Q, sg[..., H : 2 * H])
         ctx.gi_dtype = gi.dtype
