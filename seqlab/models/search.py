@@ -168,11 +168,16 @@ def greedy_stream(decoder, encode: Sequence[Callable[[], object]], sizes: Sequen
                 z = z.masked_fill(z < kth, float("-inf"))
             tok = torch.multinomial(torch.softmax(z, -1), 1).squeeze(1)
             best = logits.gather(1, tok[:, None]).squeeze(1)
+            top = logits.amax(-1)
         else:
             best, tok = logits.max(-1)
+            top = best
         done = rows.done
         tok = tok.masked_fill(done, eos)
-        scores[rows.ids] += (best - torch.logsumexp(logits, -1)).masked_fill(done, 0.0)  # log p of the token
+        # log p of the token: best - logsumexp(logits), with the exponentials taken in place (torch.logsumexp
+        # allocates two more V-wide copies a step; logits is not read again)
+        lse = logits.sub_(top[:, None]).exp_().sum(-1).log_().add_(top)
+        scores[rows.ids] += (best - lse).masked_fill(done, 0.0)
         pos = rows.t.clamp(max=max_len)
         tokens[rows.ids, pos] = tok
         if w is not None:
