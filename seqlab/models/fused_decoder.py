@@ -69,10 +69,10 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
             xh[:, :F].copy_(feed)
             xh[:, F:].copy_(h)
             gates = x_pre[:, t] + xh.mm(w_.t())  # fp32 + bf16: promoted inside the add, no cast
-            sg = torch.sigmoid(gates, out=sgs[t]) if keep else torch.sigmoid(gates)  # i, f, (g: unused), o
-            tg = torch.tanh(gates[:, 2 * H : 3 * H], out=tgs[t]) if keep else torch.tanh(gates[:, 2 * H : 3 * H])
+            sg = torch.sigmoid(gates, out=sgs[t] if keep else None)  # i, f, (g: unused), o
+            tg = torch.tanh(gates[:, 2 * H : 3 * H], out=tgs[t] if keep else None)
             c = torch.addcmul(sg[:, H : 2 * H] * c, sg[:, :H], tg, out=cs[t + 1] if keep else None)
-            tc = torch.tanh(c, out=tcs[t]) if keep else torch.tanh(c)
+            tc = torch.tanh(c, out=tcs[t] if keep else None)
             h = sg[:, 3 * H :] * tc
             hc = hcs[t]
             hc[:, :H].copy_(h)  # h in the matmuls' precision

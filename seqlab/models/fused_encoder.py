@@ -37,10 +37,10 @@ def _run(gi: torch.Tensor, w: torch.Tensor, keep: bool):
     tcs = gi.new_empty(S, D, B, H) if keep else None
     for t in range(S):
         gates = gi[t] + torch.bmm(hs[t], w)  # matmul dtype + state dtype: promoted inside the add
-        sg = torch.sigmoid(gates, out=sgs[t]) if keep else torch.sigmoid(gates)  # i, f, (g: unused), o
-        tg = torch.tanh(gates[..., 2 * H : 3 * H], out=tgs[t]) if keep else torch.tanh(gates[..., 2 * H : 3 * H])
+        sg = torch.sigmoid(gates, out=sgs[t] if keep else None)  # i, f, (g: unused), o
+        tg = torch.tanh(gates[..., 2 * H : 3 * H], out=tgs[t] if keep else None)
         c = torch.addcmul(sg[..., H : 2 * H] * cs[t], sg[..., :H], tg, out=cs[t + 1])
-        tc = torch.tanh(c, out=tcs[t]) if keep else torch.tanh(c)
+        tc = torch.tanh(c, out=tcs[t] if keep else None)
         hs[t + 1].copy_(torch.mul(sg[..., 3 * H :], tc, out=out[t]))
     return out, cs, hs, sgs, tgs, tcs
 
@@ -49,6 +49,15 @@ def _ends(lengths: torch.Tensor, B: int):
     """(each row's last step, clamped to 0; the row index; 1 for rows with tokens, 0 for empty ones)."""
     last = (lengths - 1).clamp_min(0)
     return last, torch.arange(B, device=lengths.device), (lengths > 0)[None, :, None]
+
+
+def _finish(out: torch.Tensor, cs: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor):
+    """The forward loop's results as ``lstm_layer`` returns them: the outputs zeroed at padding (in
+    place) and the final h and c (D x B x H) taken at each row's last token (zero for an empty row)."""
+    last, rows, nonempty = _ends(lengths, out.size(2))
+    h_fin = out[last, :, rows].transpose(0, 1) * nonempty
+    c_fin = cs[last + 1, :, rows].transpose(0, 1) * nonempty
+    return out.mul_(mask.t()[:, None, :, None]), h_fin, c_fin
 
 
 def cell_derivatives(sg: torch.Tensor, tg: torch.Tensor, c_prev: torch.Tensor, tc: torch.Tensor):
@@ -74,13 +83,9 @@ def cell_derivatives(sg: torch.Tensor, tg: torch.Tensor, c_prev: torch.Tensor, t
 class _LSTMLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gi, w, lengths, mask):
-        S, _, B, G = gi.shape
-        H = G // 4
+        S, H = gi.size(0), gi.size(3) // 4
         out, cs, hs, sg, tg, tc = _run(gi, w, keep=True)
-        last, rows, nonempty = _ends(lengths, B)
-        h_fin = out[last, :, rows].transpose(0, 1) * nonempty  # D x B x H
-        c_fin = cs[last + 1, :, rows].transpose(0, 1) * nonempty
-        out.mul_(mask.t()[:, None, :, None])
+        out, h_fin, c_fin = _finish(out, cs, lengths, mask)
         P, Q = cell_derivatives(sg, tg, cs[:S], tc)
         ctx.save_for_backward(w, lengths, mask)
         ctx.tensors = (hs, P, Q, sg[..., H : 2 * H])
@@ -129,7 +134,4 @@ def lstm_layer(gi: torch.Tensor, w: torch.Tensor, lengths: torch.Tensor, mask: t
         with torch.autocast(gi.device.type, enabled=False):
             return _LSTMLayer.apply(gi, w, lengths, mask)
     out, cs, _, _, _, _ = _run(gi, w, keep=False)
-    last, rows, nonempty = _ends(lengths, gi.size(2))
-    h_fin = out[last, :, rows].transpose(0, 1) * nonempty
-    c_fin = cs[last + 1, :, rows].transpose(0, 1) * nonempty
-    return out.mul_(mask.t()[:, None, :, None]), h_fin, c_fin
+    return _finish(out, cs, lengths, mask)
