@@ -39,7 +39,14 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from seqlab.config import register_schemas, to_spec  # noqa: E402
 from seqlab.evaluate import restore_task  # noqa: E402
-from seqlab.runtime import CONF_DIR, lean_decoding_memory, reuse_freed_memory, seed_everything  # noqa: E402
+from seqlab.runtime import (  # noqa: E402
+    CONF_DIR,
+    bf16_is_fast,
+    cpu_features,
+    lean_decoding_memory,
+    reuse_freed_memory,
+    seed_everything,
+)
 from seqlab.training import checkpoint as ckpt_io  # noqa: E402
 from seqlab.training.trainer import Trainer  # noqa: E402
 
@@ -150,7 +157,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100, help="timed training updates (after warm-up)")
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--window", type=int, default=25, help="updates per timing window (median reported)")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fast"],
+                    help="fast: bf16 where the CPU has AMX, else fp32 (as the presets' trainer.precision=fast)")
     ap.add_argument("--ckpt", help="decode with this checkpoint (else the model trained here)")
     ap.add_argument("--save", help="write the trained model here (a checkpoint that --ckpt and seqlab eval read)")
     ap.add_argument("--decode-repeats", type=int, default=2)
@@ -160,10 +168,13 @@ def main() -> None:
                          "peers' separate translate runs do)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = ap.parse_args()
+    if args.precision == "fast":  # recorded as what it resolved to
+        args.precision = "bf16" if bf16_is_fast(torch.device("cpu")) else "fp32"
     overrides = [f"trainer.precision={args.precision}", *args.overrides]
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "precision": args.precision,
+        "cpu": cpu_features(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "precision": args.precision,
         "overrides": overrides, **({"ckpt": args.ckpt} if args.ckpt else {}),
     }
     if args.steps > 0 or not args.ckpt:

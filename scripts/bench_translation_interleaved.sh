@@ -6,7 +6,8 @@
 # otherwise idle machine. The peers' harness needs its one-off install (../shared/bench/peers/README.md).
 #   bash scripts/bench_translation_interleaved.sh s9b 42 1 2            # seqlab's JSON lines: $OUT
 #   /tmp/peerbench/venvs/ref/bin/python ../shared/bench/peers/parse_run.py --session s9b --toolkits onmt
-# OUT (default outputs/bench_<tag>.jsonl), CKDIR (default /tmp): where the lines and checkpoints go.
+# OUT (default outputs/bench_<tag>.jsonl), CKDIR (default /tmp): where the lines and checkpoints go;
+# PRECISION (default fast: bf16 where the CPU has AMX, else fp32): seqlab's training and decoding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag=$1; shift
@@ -17,11 +18,11 @@ b() { echo "+ $* ($(date +%T); $(cut -d' ' -f1-3 /proc/loadavg))" >&2; python sc
 for seed in "$@"; do
   echo "+ OpenNMT-py seed $seed ($(date +%T); $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   bash scripts/bench_peers_seeds.sh "$tag" "$seed"
-  b --warmup 10 --steps 444 --precision bf16 --no-decode --save "$ckdir/seqlab_${tag}_s$seed.pt" "seed=$seed"
+  b --warmup 10 --steps 444 --precision "${PRECISION:-fast}" --no-decode --save "$ckdir/seqlab_${tag}_s$seed.pt" "seed=$seed"
 done
 for seed in "$@"; do
   for d in greedy beam5; do
-    b --steps 0 --ckpt "$ckdir/seqlab_${tag}_s$seed.pt" --precision bf16 --decode-repeats 3 --decode $d
+    b --steps 0 --ckpt "$ckdir/seqlab_${tag}_s$seed.pt" --precision "${PRECISION:-fast}" --decode-repeats 3 --decode $d
   done
 done
 b --warmup 10 --steps 200 --precision fp32 --no-decode

@@ -3,7 +3,8 @@
 #   - decode test_2016_flickr with its best checkpoint (by validation BLEU) and beam 5;
 #   - choose on validation BLEU among {best.pt, the average of the last 5 checkpoints} x {beam 5, 10}
 #     and decode the test set once, with the pick.
-# Prints the training minutes and every BLEU (sacrebleu, tokenised lower-cased text, bf16 decoding).
+# Prints the training minutes and every BLEU (sacrebleu, tokenised lower-cased text; decoding in
+# PRECISION, default fast: bf16 where the CPU has AMX, fp32 elsewhere, as the preset trains).
 #   bash scripts/bench_translation_quality.sh multi30k_de_en outputs/quality_de_en [extra overrides]
 #   NO_TRAIN=1 bash scripts/bench_translation_quality.sh multi30k_de_en outputs/quality_de_en   # evaluate a finished run
 set -euo pipefail
@@ -19,7 +20,7 @@ ck = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
 print(f"training: {ck['train_seconds'] / 60:.1f} min, {ck['epoch']} epochs, {ck['step']} updates")
 PY
 bleu() {  # bleu CKPT SPLIT BEAM
-  seqlab eval "ckpt_path=$1" "split=$2" decode.strategy=beam "decode.beam_size=$3" precision=bf16 \
+  seqlab eval "ckpt_path=$1" "split=$2" decode.strategy=beam "decode.beam_size=$3" "precision=${PRECISION:-fast}" \
     "hydra.run.dir=$run/eval/$(basename "$1" .pt)_$2_beam$3" 2>/dev/null | awk -v k="$2/bleu" '$1 == k {print $2}'
 }
 echo "best.pt, beam 5: test BLEU $(bleu "$C/best.pt" test 5)"

@@ -25,6 +25,7 @@ from seqlab.errors import CheckpointError, ConfigError
 from seqlab.models.heads import ProbabilityAverage
 from seqlab.runtime import (
     CONF_DIR,
+    autocast_dtype,
     lean_decoding_memory,
     offline_defaults,
     resolve_device,
@@ -32,7 +33,7 @@ from seqlab.runtime import (
 )
 from seqlab.tasks.base import Task
 from seqlab.training import checkpoint as ckpt_io
-from seqlab.training.trainer import autocast_dtype, precision_context
+from seqlab.training.trainer import precision_context
 
 log = logging.getLogger("seqlab")
 

@@ -27,7 +27,7 @@ from seqlab.data.vocab import Vocab
 from seqlab.errors import ConfigError, DataError, SeqlabError
 from seqlab.metrics import accuracy, macro_f1
 from seqlab.models.heads import SequenceClassifier
-from seqlab.runtime import resolve_device
+from seqlab.runtime import autocast_dtype, resolve_device
 from seqlab.tasks.base import StepOutput, Task, scaled_groups
 
 log = logging.getLogger(__name__)
@@ -130,8 +130,8 @@ def lm_pretrain_config(spec: LMPretrainConfig | dict | None) -> LMPretrainConfig
     if spec.minutes < 0 or spec.steps < 0 or (spec.minutes == 0 and spec.steps == 0):
         raise ConfigError(f"task.lm_pretrain: give a budget, minutes > 0 or steps > 0 (got minutes={spec.minutes}, "
                           f"steps={spec.steps})")
-    if spec.precision not in ("fp32", "bf16"):
-        raise ConfigError(f"task.lm_pretrain.precision={spec.precision!r}: fp32 or bf16")
+    if spec.precision not in ("fp32", "bf16", "fast"):
+        raise ConfigError(f"task.lm_pretrain.precision={spec.precision!r}: fp32, bf16 or fast")
     if spec.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"task.lm_pretrain.device={spec.device!r}: auto, cpu or cuda")
     return spec
@@ -186,7 +186,8 @@ def pretrain_encoder(rnn: torch.nn.RNNBase, embed: torch.nn.Module, stream: torc
     try:
         r = pretrain_bilm(rnn, embed, stream, n_ids, skip_ids, minutes=spec.minutes,
                           steps=spec.steps, seq_len=spec.seq_len, batch_size=spec.batch_size, lr=spec.lr,
-                          cutoffs=spec.cutoffs, dropout=dropout, precision=spec.precision,
+                          cutoffs=spec.cutoffs, dropout=dropout,
+                          precision="bf16" if autocast_dtype(spec.precision, device) == torch.bfloat16 else "fp32",
                           seed=torch.initial_seed() % 2**31, classes=classes)
     except ValueError as e:
         raise ConfigError(f"task.lm_pretrain: {e}") from None

@@ -16,23 +16,12 @@ from tqdm import tqdm
 
 from seqlab.config import TrainerConfig
 from seqlab.errors import ConfigError, TrainingDiverged
-from seqlab.runtime import resolve_device
+from seqlab.runtime import autocast_dtype, resolve_device
 from seqlab.tasks.base import Task
 from seqlab.training import checkpoint as ckpt_io
 from seqlab.training.ema import WeightEMA
 
 log = logging.getLogger(__name__)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``trainer.precision`` (None: full fp32)."""
-    precision = getattr(precision, "value", precision)
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" else None
-    choices = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision not in choices:
-        raise ConfigError(f"precision={precision!r} is not one of auto, {', '.join(choices)}")
-    return choices[precision]
 
 
 def precision_context(precision: str, device: torch.device):
