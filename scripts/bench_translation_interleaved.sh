@@ -4,14 +4,15 @@
 # lands on both toolkits alike; then seqlab's decoding of each one-epoch model (greedy and beam 5,
 # each its own process) and fp32 training. ~17 minutes for three seeds on 2 cores; run it on an
 # otherwise idle machine. The peers' harness needs its one-off install (../shared/bench/peers/README.md).
-#   bash scripts/bench_translation_interleaved.sh s9b 42 1 2            # seqlab's JSON lines: $OUT
+#   bash scripts/bench_translation_interleaved.sh s9b 42 1 2            # seqlab's JSON lines: $JSONL
 #   /tmp/peerbench/venvs/ref/bin/python ../shared/bench/peers/parse_run.py --session s9b --toolkits onmt
-# OUT (default outputs/bench_<tag>.jsonl), CKDIR (default /tmp): where the lines and checkpoints go;
+# JSONL (default outputs/bench_<tag>.jsonl), CKDIR (default /tmp): where the lines and checkpoints go
+# (OUT is the peers' harness's runs folder, default /tmp/peerbench/runs);
 # PRECISION (default fast: bf16 where the CPU has AMX, else fp32): seqlab's training and decoding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag=$1; shift
-out=${OUT:-outputs/bench_$tag.jsonl}
+out=${JSONL:-outputs/bench_$tag.jsonl}
 ckdir=${CKDIR:-/tmp}
 mkdir -p "$(dirname "$out")"
 b() { echo "+ $* ($(date +%T); $(cut -d' ' -f1-3 /proc/loadavg))" >&2; python scripts/bench_translation.py "$@" | tail -n 1 | tee -a "$out"; }
