@@ -64,11 +64,11 @@ def resolve_device(name: str) -> torch.device:
 def bf16_is_fast(device: torch.device) -> bool:
     """Whether bf16 matrix products beat fp32 ones on ``device`` (``precision=fast`` picks bf16 then).
 
-    On a CPU that needs AMX tiles (Intel Sapphire Rapids and later, where the hypervisor exposes
+    On a CPU it takes AMX tiles (Intel Sapphire Rapids and later, where the hypervisor exposes
     them): there oneDNN's bf16 matmul runs ~4x faster than fp32. AVX-512-BF16 alone is not enough:
-    on an Emerald Rapids VM without AMX, a 4096² bf16 matmul ran at 153 GFLOP/s against fp32's
-    275, and the translation benchmark trained at 1,955 target tokens/s in bf16 against 3,057 in
-    fp32 (docs/translation.md, session 10). On CUDA: a GPU that supports bf16."""
+    on an Emerald Rapids VM without AMX, bf16 products ran at 0.53-0.74x fp32's speed
+    (``scripts/bench_matmul.py``) and the translation benchmark trained at 1,955 target tokens/s
+    in bf16 against 3,057 in fp32 (docs/translation.md, session 10). On CUDA: a GPU that supports bf16."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":

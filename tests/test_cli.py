@@ -123,6 +123,22 @@ def test_eval_in_bf16_casts_the_weights_once(run, tmp_path):
             assert [t.score for t in a] == [t.score for t in b]
 
 
+@pytest.mark.parametrize("amx", [False, True])
+def test_eval_precision_fast_follows_the_cpu(run, monkeypatch, amx):
+    """precision=fast restores bf16 weights where the CPU has AMX, fp32 ones where it has not."""
+    import torch
+
+    from seqlab import runtime
+    from seqlab.evaluate import restore_task
+    from seqlab.training import checkpoint as ckpt_io
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: amx)
+    task, _ = restore_task(ckpt_io.load(run["dir"] / "checkpoints" / "best.pt"), with_data=False, precision="fast")
+    assert runtime.bf16_is_fast(task.device) is amx
+    assert {p.dtype for p in task.network.parameters()} == {torch.bfloat16 if amx else torch.float32}
+
+
 def test_predict_a_sentence_with_attention_png(run, tmp_path):
     pngs = tmp_path / "att"
     proc = ok(seqlab(run["env"], "predict", f"ckpt_path={run['dir'] / 'checkpoints' / 'best.pt'}",
