@@ -100,6 +100,11 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return choices[precision]
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``autocast_dtype``'s answer as a precision name: fp32, bf16 or fp16."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
 @functools.cache
 def _warn_slow_bf16() -> None:
     log.warning("precision=bf16 on a CPU without AMX: its bf16 matrix products run slower than fp32 ones "

@@ -21,6 +21,7 @@ from seqlab.errors import CheckpointError, ConfigError
 from seqlab.runtime import (
     CONF_DIR,
     offline_defaults,
+    precision_name,
     reuse_freed_memory,
     seed_everything,
     set_threads,
@@ -89,8 +90,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     checkpointer = Checkpointer(run_dir / "checkpoints", task.monitor, task.monitor_mode)
     trainer = Trainer(trainer_cfg, cfg.seed, run_config)
     n_params = sum(p.numel() for p in task.network.parameters())
-    log.info("%s / %s: %s parameters, %d training examples, device %s, run dir %s",
-             task.name, cfg.model.name, f"{n_params:,}", n_train, trainer.device, run_dir)
+    precision = precision_name(trainer.amp_dtype)
+    asked = getattr(trainer_cfg.precision, "value", trainer_cfg.precision)
+    log.info("%s / %s: %s parameters, %d training examples, device %s, precision %s, run dir %s",
+             task.name, cfg.model.name, f"{n_params:,}", n_train, trainer.device,
+             precision if asked == precision else f"{precision} ({asked})", run_dir)
     log.info("start-up took %.1fs", time.perf_counter() - t_start)
     try:
         metrics = trainer.fit(task, optimizer, scheduler, interval, logger, checkpointer, resume)

@@ -81,6 +81,7 @@ def test_train_writes_the_run_directory(run):
     assert list((d / "attention").glob("*.png"))
     log = run["proc"].stderr
     assert str(d) in log and "best.pt" in log and "tensorboard --logdir" in log  # the closing summary
+    assert "precision fp32 (auto)" in log  # what trainer.precision resolved to on this device
 
 
 def test_eval_prints_metrics_and_writes_metrics_json(run, tmp_path):

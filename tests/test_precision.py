@@ -36,6 +36,14 @@ def test_fast_is_bf16_with_amx_and_fp32_without(amx):
     assert autocast_dtype("fast", CPU) is None
 
 
+def test_precision_names(amx):
+    amx(True)
+    assert runtime.precision_name(autocast_dtype("fast", CPU)) == "bf16"
+    amx(False)
+    assert runtime.precision_name(autocast_dtype("fast", CPU)) == "fp32"
+    assert runtime.precision_name(torch.float16) == "fp16"
+
+
 def test_explicit_choices_are_kept(amx):
     amx(False)
     assert autocast_dtype("fp32", CPU) is None
