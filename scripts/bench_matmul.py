@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from seqlab.runtime import bf16_is_fast, cpu_features  # noqa: E402
+from seqlab.runtime import autocast_dtype, cpu_features, precision_name  # noqa: E402
 
 SHAPES = {  # rows x inner -> out (F.linear(x: rows x inner, w: out x inner))
     "square 4096": (4096, 4096, 4096),
@@ -57,10 +57,9 @@ def main() -> None:
             line[f"{dname}_gflop_s"] = round(gflops(rows, inner, out, dtype, args.repeats), 1)
         ratios.append(line["bf16_gflop_s"] / line["fp32_gflop_s"])
         print(json.dumps(line), flush=True)
-    cpu = torch.device("cpu")
     print(json.dumps({"cpu": cpu_features(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "bf16_over_fp32_min_max": [round(min(ratios), 2), round(max(ratios), 2)],
-                      "precision_fast_picks": "bf16" if bf16_is_fast(cpu) else "fp32"}))
+                      "precision_fast_picks": precision_name(autocast_dtype("fast", torch.device("cpu")))}))
 
 
 if __name__ == "__main__":

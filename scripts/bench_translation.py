@@ -41,9 +41,10 @@ from seqlab.config import register_schemas, to_spec  # noqa: E402
 from seqlab.evaluate import restore_task  # noqa: E402
 from seqlab.runtime import (  # noqa: E402
     CONF_DIR,
-    bf16_is_fast,
+    autocast_dtype,
     cpu_features,
     lean_decoding_memory,
+    precision_name,
     reuse_freed_memory,
     seed_everything,
 )
@@ -169,7 +170,7 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = ap.parse_args()
     if args.precision == "fast":  # recorded as what it resolved to
-        args.precision = "bf16" if bf16_is_fast(torch.device("cpu")) else "fp32"
+        args.precision = precision_name(autocast_dtype("fast", torch.device("cpu")))
     overrides = [f"trainer.precision={args.precision}", *args.overrides]
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",

@@ -71,17 +71,20 @@ def bf16_is_fast(device: torch.device) -> bool:
     in bf16 against 3,057 in fp32 (docs/translation.md, session 10). On CUDA: a GPU that supports bf16."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(amx and amx())
+    return device.type == "cpu" and _cpu_has("amx")
+
+
+_CPU_PROBES = {"amx": "_is_amx_tile_supported", "avx512_bf16": "_is_avx512_bf16_supported",
+               "avx512": "_is_avx512_supported"}  # torch.cpu's probes (False where torch lacks one)
+
+
+def _cpu_has(feature: str) -> bool:
+    return bool(getattr(torch.cpu, _CPU_PROBES[feature], lambda: False)())
 
 
 def cpu_features() -> dict[str, bool]:
     """The CPU features behind the precision choice, for benchmark records."""
-    probes = {"amx": "_is_amx_tile_supported", "avx512_bf16": "_is_avx512_bf16_supported",
-              "avx512": "_is_avx512_supported"}
-    return {name: bool(getattr(torch.cpu, fn, lambda: False)()) for name, fn in probes.items()}
+    return {name: _cpu_has(name) for name in _CPU_PROBES}
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

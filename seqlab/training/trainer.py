@@ -24,10 +24,14 @@ from seqlab.training.ema import WeightEMA
 log = logging.getLogger(__name__)
 
 
+def autocast_context(dtype: torch.dtype | None, device: torch.device):
+    """Autocast to ``dtype`` on ``device`` (a no-op context for None: full fp32)."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
 def precision_context(precision: str, device: torch.device):
     """Autocast for ``precision`` on ``device`` (a no-op context for full fp32)."""
-    dtype = autocast_dtype(precision, device)
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    return autocast_context(autocast_dtype(precision, device), device)
 
 
 @dataclass
@@ -148,7 +152,7 @@ class Trainer:
         return {**st.last_val, **{f"best/{k}": v for k, v in st.best_val.items()}}
 
     def _train_step(self, task, batch, optimizer, scaler, params):
-        with precision_context(self.cfg.precision, self.device):
+        with autocast_context(self.amp_dtype, self.device):  # the precision resolved once, in __init__
             out = task.training_step(batch)
         if not torch.isfinite(out.loss.detach()):
             self._diverged(f"the training loss is {out.loss.detach().item()}")
