@@ -133,11 +133,11 @@ DECODES = {
 }
 
 
-def bench_decode(task, repeats: int, pairs=None, which=tuple(DECODES)) -> dict:
+def bench_decode(task, repeats: int, pairs=None, which=tuple(DECODES), quantize: str = "none") -> dict:
     src, tgt = pairs if pairs is not None else task.splits["test"]
     out = {}
     for name in which:
-        decode = DECODES[name]
+        decode = {**DECODES[name], "quantize": quantize}
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -167,6 +167,8 @@ def main() -> None:
     ap.add_argument("--decode", default="greedy,beam5",
                     help="which decodings, comma-separated (one per process gives each its own peak RSS, as the "
                          "peers' separate translate runs do)")
+    ap.add_argument("--quantize", default="none", choices=["none", "int8"],
+                    help="int8: the decoder step's products in int8 (decode.quantize)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = ap.parse_args()
     if args.precision == "fast":  # recorded as what it resolved to
@@ -176,6 +178,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "cpu": cpu_features(), "torch": torch.__version__, "threads": torch.get_num_threads(),
         "precision": args.precision,
+        "quantize": args.quantize,
         "overrides": overrides, **({"ckpt": args.ckpt} if args.ckpt else {}),
     }
     if args.steps > 0 or not args.ckpt:
@@ -201,7 +204,7 @@ def main() -> None:
         dtype = torch.bfloat16 if args.precision == "bf16" else None
         ctx = torch.autocast("cpu", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
         with ctx:
-            result.update(bench_decode(task, args.decode_repeats, pairs, args.decode.split(",")))
+            result.update(bench_decode(task, args.decode_repeats, pairs, args.decode.split(","), args.quantize))
     result["peak_rss_mib"] = round(peak_rss_mib(), 1)
     print(json.dumps(result), flush=True)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -127,6 +128,11 @@ class Strategy(str, Enum):
     sample = "sample"
 
 
+class Quantize(str, Enum):
+    none = "none"
+    int8 = "int8"  # the decoder step's products in int8 (dynamic quantization; CPU only)
+
+
 @dataclass
 class DecodeConfig:
     strategy: Strategy = Strategy.greedy
@@ -137,6 +143,21 @@ class DecodeConfig:
     top_k: int = 0  # strategy=sample; 0 = full distribution
     batch_size: int = 64
     workers: int = 0  # CPU: batches decoded side by side in this many threads (0: one per core thread)
+    # int8: the decoder step's matrix products (recurrence, attentional layer, output layer) in
+    # int8 with per-row scales, the rest in fp32 (models.packed.Int8); CPU only
+    quantize: Quantize = Quantize.none
+
+
+def decode_settings(node: Any) -> dict[str, Any]:
+    """``seqlab eval``/``predict``'s ``decode`` block checked against ``DecodeConfig`` (a misspelt
+    value names its key and the choices), as a plain dict."""
+    from seqlab.errors import ConfigError
+
+    try:
+        return OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(DecodeConfig), node), enum_to_str=True)
+    except OmegaConfBaseException as e:
+        msg = str(getattr(e, "msg", e)).split("\n")[0]
+        raise ConfigError(f"decode.{e.full_key}: {msg}") from None
 
 
 @dataclass

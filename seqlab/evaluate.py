@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from seqlab.config import ASSETS, ModelConfig
+from seqlab.config import ASSETS, ModelConfig, decode_settings
 from seqlab.errors import CheckpointError, ConfigError
 from seqlab.models.heads import ProbabilityAverage
 from seqlab.runtime import (
@@ -121,8 +121,8 @@ def evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     metrics.json (and hypotheses) to run_dir."""
     offline_defaults()
     run_dir = Path(run_dir)
+    decode = decode_settings(cfg.decode)  # checked before the checkpoint is read
     task, paths, steps = restore(cfg.ckpt_path, with_data=True, device=cfg.device, precision=cfg.precision)
-    decode = OmegaConf.to_container(cfg.decode, resolve=True)
     with torch.inference_mode(), precision_context(cfg.precision, resolve_device(cfg.device)):
         metrics = task.evaluate(cfg.split, decode=decode)
     result = {

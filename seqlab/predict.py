@@ -7,8 +7,9 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from seqlab.config import decode_settings
 from seqlab.errors import DataError
 from seqlab.evaluate import restore
 from seqlab.runtime import (
@@ -41,9 +42,9 @@ def read_inputs(spec: str) -> list[str]:
 def predict(cfg: DictConfig) -> list[str]:
     """Print one output per input line; with ``attention_dir``, write attention PNGs there."""
     offline_defaults()
+    decode = decode_settings(cfg.decode)  # checked before the checkpoint is read
     task, _, _ = restore(cfg.ckpt_path, with_data=False, device=cfg.device, precision=cfg.precision)
     inputs = task.read_inputs(str(cfg.input))
-    decode = OmegaConf.to_container(cfg.decode, resolve=True)
     with torch.inference_mode(), precision_context(cfg.precision, resolve_device(cfg.device)):
         lines = task.predict(inputs, decode, cfg.attention_dir)
     for line in lines:

@@ -140,6 +140,30 @@ def test_eval_precision_fast_follows_the_cpu(run, monkeypatch, amx):
     assert {p.dtype for p in task.network.parameters()} == {torch.bfloat16 if amx else torch.float32}
 
 
+def test_eval_with_int8_decoding(run, tmp_path):
+    """decode.quantize=int8 decodes the whole validation set and says so in metrics.json."""
+    out_dir = tmp_path / "eval"
+    proc = ok(seqlab(run["env"], "eval", f"ckpt_path={run['dir'] / 'checkpoints' / 'best.pt'}", "decode.max_len=8",
+                     "decode.strategy=beam", "decode.beam_size=3", "decode.quantize=int8", f"hydra.run.dir={out_dir}"))
+    assert "val/bleu" in proc.stdout
+    result = json.loads((out_dir / "metrics.json").read_text())
+    assert result["decode"]["quantize"] == "int8" and result["decode"]["strategy"] == "beam"
+    assert (out_dir / "val.hyp").read_text(encoding="utf-8").count("\n") == 1014
+
+
+@pytest.mark.parametrize("verb", ["eval", "predict"])
+@pytest.mark.parametrize("setting,named", [("decode.strategy=bogus", "greedy, beam, sample"),
+                                           ("decode.quantize=int4", "none, int8"),
+                                           ("decode.beam_size=five", "Integer")])
+def test_a_misspelt_decode_value_is_named_before_the_checkpoint_is_read(run, tmp_path, verb, setting, named):
+    args = ["ckpt_path=/nonexistent/best.pt", setting, f"hydra.run.dir={tmp_path / 'out'}"]
+    proc = seqlab(run["env"], verb, *args, *(["input=x"] if verb == "predict" else []))
+    assert proc.returncode != 0
+    key = setting.split("=")[0]
+    assert key in proc.stderr and named in proc.stderr, proc.stderr
+    assert "nonexistent" not in proc.stderr  # the setting is checked first
+
+
 def test_predict_a_sentence_with_attention_png(run, tmp_path):
     pngs = tmp_path / "att"
     proc = ok(seqlab(run["env"], "predict", f"ckpt_path={run['dir'] / 'checkpoints' / 'best.pt'}",

@@ -17,7 +17,7 @@ from seqlab.models.attention import AdditiveAttention, Attention, DotAttention, 
 from seqlab.models.dropout import Dropout, dropout
 from seqlab.models.encoders import EncoderOutput, make_rnn
 from seqlab.models.fused_decoder import attentional_lstm_loop
-from seqlab.models.packed import Plain, packed
+from seqlab.models.packed import Int8, Plain, packed
 from seqlab.models.shared_weight import SharedWeight
 
 # Decoding packs the step weights (``models.packed``) for batches of at most this many rows: for
@@ -38,7 +38,7 @@ class StepWeights:
     # [embedding; fed-back input; h], with its summed biases
     first: SharedWeight | Plain | None = None
     first_bias: torch.Tensor | None = None
-    generator: Plain | None = None  # decoding: the output layer, packed (``models.packed``)
+    generator: Plain | None = None  # decoding: the output layer, packed or in int8 (``models.packed``)
 
 
 @dataclass
@@ -181,7 +181,9 @@ class RNNDecoder(nn.Module):
             self.generator.weight = self.embed.weight
 
     # ------------------------------------------------------------------------------ state
-    def init_state(self, enc: EncoderOutput) -> DecoderState:
+    def init_state(self, enc: EncoderOutput, weights: StepWeights | None = None) -> DecoderState:
+        """The state before the first step; ``weights`` from ``decoding_weights`` (else the first
+        step prepares them for its batch)."""
         B = enc.memory.size(0)
         L, H = self.num_layers, self.hidden_size
         enc_h, enc_c = enc.final if isinstance(enc.final, tuple) else (enc.final, None)
@@ -212,7 +214,7 @@ class RNNDecoder(nn.Module):
         keys = self.attention.project_keys(enc.memory) if self.attention is not None else None
         feed = enc.memory.new_zeros(B, H) if self.input_feeding else None
         context = enc.summary if self.fixed_context else None
-        return DecoderState(h, c, feed, keys, enc.memory, enc.mask, context)
+        return DecoderState(h, c, feed, keys, enc.memory, enc.mask, context, weights)
 
     # ------------------------------------------------------------------------------- step
     def step(self, prev: torch.Tensor, state: DecoderState):
@@ -282,21 +284,32 @@ class RNNDecoder(nn.Module):
         bias = b_ih if self.cell == "gru" else b_ih + b_hh  # GRU keeps b_hh inside r * (W h + b)
         return F.linear(emb, w_ih[:, :E], bias)
 
-    def _recurrent_weights(self, fuse_input: bool = False, rows: int = 64) -> StepWeights:
+    def decoding_weights(self, rows: int = 64, int8: bool = False) -> StepWeights:
+        """The step weights for decoding batches of about ``rows`` rows, to prepare once for many
+        batches (``init_state(enc, weights)``); ``int8``: the step's products in int8
+        (``models.packed.Int8``)."""
+        return self._recurrent_weights(fuse_input=True, rows=rows, int8=int8)
+
+    def _recurrent_weights(self, fuse_input: bool = False, rows: int = 64, int8: bool = False) -> StepWeights:
         """The weights every step uses, prepared once per batch (see ``StepWeights``);
         ``fuse_input`` (decoding) adds layer 0's weights as one matrix, and packs the weights for
-        the matmul library (``models.packed``) instead of collecting their gradients."""
+        the matmul library (``models.packed``), or quantizes them (``int8``), instead of collecting
+        their gradients."""
         dev = self.embed.weight.device.type
         dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else self.embed.weight.dtype
         E = self.embed.embedding_dim
         convert = (lambda w: w.to(dtype)) if dtype != self.embed.weight.dtype else (lambda w: w)
 
         pack = fuse_input and rows <= PACK_ROWS
+        int8 = int8 and fuse_input
 
-        def cast(w: torch.Tensor):  # decoding: packed for the matmul library; training: gradient collected
+        def cast(w: torch.Tensor, b: torch.Tensor | None = None):
+            # decoding: packed for the matmul library, or in int8; training: gradient collected
             if not fuse_input:
                 return SharedWeight(convert(w))
-            return packed(convert(w), rows=rows) if pack else Plain(convert(w))
+            if int8:
+                return Int8(w, b)
+            return packed(convert(w), convert(b) if b is not None else None, rows) if pack else Plain(convert(w))
 
         layers = []
         fuse_first = fuse_input and self.cell != "gru"  # then layer 0 uses StepWeights.first instead
@@ -314,7 +327,7 @@ class RNNDecoder(nn.Module):
             else:
                 layers.append((cast(w_ih), cast(w_hh)))
         combine = cast(self.combine.weight) if self.combine is not None else None
-        generator = packed(convert(self.generator.weight), convert(self.generator.bias), rows) if pack else None
+        generator = cast(self.generator.weight, self.generator.bias) if pack or int8 else None
         if not fuse_first:  # GRU keeps W_hh h apart (r multiplies it)
             return StepWeights(layers, combine, generator=generator)
         w_ih, w_hh, b_ih, b_hh = self._layer(0)

@@ -1,4 +1,5 @@
-"""Weights packed once for oneDNN's bfloat16 matmul, for decoding on a CPU.
+"""Weights prepared once for the products a decoder step repeats: packed for oneDNN's bfloat16
+matmul, or quantized to int8.
 
 A bf16 matmul on a CPU with AMX/AVX-512-BF16 first reorders the weight into the kernel's blocked
 layout, at every call. A decoder step multiplies the same few weights once per step, and for the
@@ -7,6 +8,13 @@ reorders each weight once instead (``torch.ops.mkldnn._reorder_linear_weight``, 
 PyTorch's own CPU compiler uses) and multiplies with the packed copy: the same products (tested
 equal), about twice as fast for the output layer. Where oneDNN has no bf16 kernels, or the weight
 is not bf16 on a CPU, ``packed`` returns a plain ``x @ w.T``.
+
+``Int8`` (``decode.quantize=int8``) is dynamic quantization, as CTranslate2 and PyTorch's
+``quantize_dynamic`` do it: the weight is quantized once, per output row; each input row is
+quantized when it arrives, with its own scale; the product runs in integers (``torch._int_mm``;
+VNNI instructions on x86) and is scaled back to fp32. That is not the same arithmetic: each
+product's relative error is about 1%, which moved the benchmark model's test BLEU by at most a few
+hundredths (docs/translation.md).
 """
 
 from __future__ import annotations
@@ -61,3 +69,33 @@ def packed(w: torch.Tensor, b: torch.Tensor | None = None, rows: int = 64) -> Pl
         except RuntimeError:  # a oneDNN build without this path
             pass
     return Plain(w, b)
+
+
+def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per row: ``x ~ q * scale`` with ``q`` in [-127, 127] and ``scale`` R x 1."""
+    scale = x.abs().amax(1, keepdim=True).clamp_min_(1e-12).div_(127.0)
+    return torch.div(x, scale).round_().to(torch.int8), scale
+
+
+class Int8(Plain):
+    """``mm``/``linear`` as ``Plain``'s, with the product in int8: ``w`` is quantized here, once,
+    with one scale per output row; each call quantizes ``x`` with one scale per row (dynamic
+    quantization) and returns fp32. CPU only."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor | None = None):
+        w = w.detach().float()
+        if w.device.type != "cpu":
+            raise ValueError("int8 products (decode.quantize=int8) run on a CPU only")
+        q, scale = _quantize_rows(w)
+        self.q_t, self.scale = q.t(), scale.view(1, -1)  # _int_mm multiplies by the transposed view as is
+        self.w, self.b = None, (b.detach().float() if b is not None else None)  # no fp32 copy kept
+
+    def mm(self, x: torch.Tensor) -> torch.Tensor:
+        q, scale = _quantize_rows(x.float())
+        if q.size(1) == 1:  # _int_mm's CPU kernel gets a one-column product wrong (torch 2.14)
+            return (q.float() * scale).mm(self.q_t.float() * self.scale)
+        return torch._int_mm(q, self.q_t).float().mul_(scale).mul_(self.scale)
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.mm(x)
+        return y.add_(self.b) if self.b is not None else y

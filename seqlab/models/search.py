@@ -79,11 +79,11 @@ class Hypotheses:
 
 @torch.no_grad()
 def greedy(decoder, enc, bos: int, eos: int, max_len: int, sample: bool = False,
-           temperature: float = 1.0, top_k: int = 0) -> Hypotheses:
+           temperature: float = 1.0, top_k: int = 0, weights=None) -> Hypotheses:
     """Pick the most likely (or a sampled) token at each step until every sentence has ``</s>``:
     ``greedy_stream`` over one batch."""
     B, S = enc.memory.shape[:2]
-    return greedy_stream(decoder, [lambda: enc], [(B, S)], bos, eos, max_len, sample, temperature, top_k)[0]
+    return greedy_stream(decoder, [lambda: enc], [(B, S)], bos, eos, max_len, sample, temperature, top_k, weights)[0]
 
 
 @dataclass
@@ -123,7 +123,7 @@ class _Rows:
 @torch.no_grad()
 def greedy_stream(decoder, encode: Sequence[Callable[[], object]], sizes: Sequence[tuple[int, int]], bos: int,
                   eos: int, max_len: int, sample: bool = False, temperature: float = 1.0,
-                  top_k: int = 0) -> list[Hypotheses]:
+                  top_k: int = 0, weights=None) -> list[Hypotheses]:
     """Greedy decoding (or sampling) of a stream of batches, one ``Hypotheses`` per batch.
 
     ``encode[i]()`` gives batch i's encoder output, whose batch and source sizes are ``sizes[i]``.
@@ -132,7 +132,8 @@ def greedy_stream(decoder, encode: Sequence[Callable[[], object]], sizes: Sequen
     and sentences of the next batches take their rows: a sentence that runs on to ``max_len``
     keeps its neighbours' rows busy instead of stepping alone at the end of its batch. Each
     sentence's tokens are those of decoding it on its own (rows do not interact; a longer source
-    in the batch only adds masked positions)."""
+    in the batch only adds masked positions). ``weights``: the decoder's step weights, prepared
+    once for the whole stream (``init_state(enc, weights)``); None: the first step prepares them."""
     dev = next(decoder.parameters()).device
     capacity = sizes[0][0]
     offsets = [0]
@@ -152,7 +153,7 @@ def greedy_stream(decoder, encode: Sequence[Callable[[], object]], sizes: Sequen
             if waiting is None:
                 k = pending.pop(0)
                 ids = torch.arange(offsets[k], offsets[k + 1], device=dev)
-                waiting = _Rows.start(decoder.init_state(encode[k]()), ids, bos)
+                waiting = _Rows.start(decoder.init_state(encode[k](), weights), ids, bos)
             head, waiting = waiting.split(len(waiting) if rows is None else capacity - len(rows))
             rows = head if rows is None else rows.cat(head)
         return rows
@@ -243,7 +244,7 @@ def length_penalty(length: torch.Tensor, alpha: float) -> torch.Tensor:
 
 @torch.no_grad()
 def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int = 5,
-                alpha: float = 1.0) -> Hypotheses:
+                alpha: float = 1.0, weights=None) -> Hypotheses:
     """Batched beam search; returns the best finished hypothesis per sentence.
 
     Beams live as rows, K per live sentence; each step takes the top 2K of K*V continuations per
@@ -251,12 +252,13 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
     ``</s>`` (scored with the GNMT length penalty), and keeps the K best that do not. A sentence
     is done when its best candidate ends (so beam size 1 is exactly greedy), when no live beam can
     still beat its best finished hypothesis, or at ``max_len``; done sentences leave the batch as in ``greedy``.
-    Everything is tensor operations over the whole batch; no per-hypothesis Python.
+    Everything is tensor operations over the whole batch; no per-hypothesis Python. ``weights``
+    as in ``greedy_stream``.
     """
     K = beam_size
     B, S = enc.memory.shape[:2]
     dev = enc.memory.device
-    state = decoder.init_state(enc).expand(K)  # K hypothesis rows per sentence, one copy of its memory
+    state = decoder.init_state(enc, weights).expand(K)  # K hypothesis rows per sentence, one copy of its memory
     alive = torch.arange(B, device=dev)  # original sentence of each sentence in the batch
     finished = torch.zeros(B, dtype=torch.bool, device=dev)
     prev = torch.full((B * K,), bos, dtype=torch.long, device=dev)

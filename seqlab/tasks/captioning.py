@@ -234,12 +234,14 @@ class CaptioningTask(Task):
         v, h, w = self.vocab, *feats.shape[2:]
         enc = self.network.encode(feats)
         strategy = _v(decode.strategy)
+        rows = feats.size(0) * (decode.beam_size if strategy == "beam" else 1)
+        weights = self.network.decoder.decoding_weights(rows, int8=_v(decode.quantize) == "int8")
         if strategy == "beam":
             hyp = beam_search(self.network.decoder, enc, v.bos_id, v.eos_id, decode.max_len, decode.beam_size,
-                              decode.length_penalty)
+                              decode.length_penalty, weights)
         else:
             hyp = greedy(self.network.decoder, enc, v.bos_id, v.eos_id, decode.max_len, sample=strategy == "sample",
-                         temperature=decode.temperature, top_k=decode.top_k)
+                         temperature=decode.temperature, top_k=decode.top_k, weights=weights)
         out = []
         for row in range(feats.size(0)):
             toks = v.decode(hyp.tokens[row].tolist())

@@ -246,15 +246,19 @@ class TranslationTask(Task):
                 return network.encode(src.to(self.device), src_len.to(self.device))
             return encode
 
+        # the decoder's step weights, prepared once for every batch and thread of this call
+        rows = decode.batch_size * (decode.beam_size if strategy == "beam" else 1)
+        weights = network.decoder.decoding_weights(rows, int8=_v(decode.quantize) == "int8")
+
         def beam(idx: list[int]) -> Hypotheses:
             return beam_search(network.decoder, encoder(idx)(), v.bos_id, v.eos_id, decode.max_len,
-                               decode.beam_size, decode.length_penalty)
+                               decode.beam_size, decode.length_penalty, weights)
 
         def stream(chunk: list[list[int]]) -> list[Hypotheses]:
             sizes = [(len(idx), max(len(encoded[i]) for i in idx)) for idx in chunk]
             return greedy_stream(network.decoder, [encoder(idx) for idx in chunk], sizes, v.bos_id, v.eos_id,
                                  decode.max_len, sample=strategy == "sample", temperature=decode.temperature,
-                                 top_k=decode.top_k)
+                                 top_k=decode.top_k, weights=weights)
 
         batches = list(eval_batches([len(s) for s in encoded], decode.batch_size))
         # sampling stays in one thread so that a seed gives the same samples
