@@ -297,10 +297,14 @@ def beam_search(decoder, enc, bos: int, eos: int, max_len: int, beam_size: int =
     for t in range(max_len):
         Bl = alive.numel()
         logits, state, w = decoder.step(prev, state)
-        logp = torch.log_softmax(logits, dim=-1, dtype=torch.float32)  # Bl*K x V
+        logits = logits.float()  # Bl*K x V
         # a sentence's best 2K continuations are among its beams' own best 2K each: rank K*2K, not K*V
-        n = min(2 * K, logp.size(-1))
-        row_scores, row_tokens = topk_rows(logp, n)  # Bl*K x n
+        n = min(2 * K, logits.size(-1))
+        row_scores, row_tokens = topk_rows(logits, n)  # Bl*K x n
+        # their log-probabilities: logits - logsumexp, with the exponentials taken in place (no
+        # V-wide log_softmax output beside the logits; logits is not read again)
+        top = row_scores[:, :1]
+        row_scores = row_scores - logits.sub_(top).exp_().sum(-1, keepdim=True).log_().add_(top)
         cand = (beam_scores.view(Bl * K, 1) + row_scores).view(Bl, K * n)
         top_scores, top_idx = cand.topk(2 * K, dim=1)  # 2K: K survive after the </s> ones leave
         origin, token = top_idx // n, row_tokens.view(Bl, K * n).gather(1, top_idx)  # Bl x 2K
