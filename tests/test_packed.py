@@ -82,6 +82,13 @@ def test_int8_products_are_within_about_one_percent_of_fp32(rows, inner, out):
     assert torch.equal(q.mm(torch.zeros(2, inner)), torch.zeros(2, out))
 
 
+def test_int8_on_another_device_is_a_config_error():
+    from seqlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="decode.quantize=int8 runs on a CPU only"):
+        Int8(torch.randn(4, 4, device="meta"))
+
+
 def test_int8_scales_each_row_on_its_own():
     """Per-row input scales: a row of tiny values keeps its precision beside a row of large ones."""
     torch.manual_seed(1)

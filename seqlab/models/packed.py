@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from seqlab.errors import ConfigError
+
 
 def _can_pack(w: torch.Tensor) -> bool:
     if w.dtype != torch.bfloat16 or w.device.type != "cpu" or w.dim() != 2 or w.requires_grad:
@@ -85,7 +87,8 @@ class Int8(Plain):
     def __init__(self, w: torch.Tensor, b: torch.Tensor | None = None):
         w = w.detach().float()
         if w.device.type != "cpu":
-            raise ValueError("int8 products (decode.quantize=int8) run on a CPU only")
+            raise ConfigError(f"decode.quantize=int8 runs on a CPU only (the model is on {w.device.type}); "
+                              "use decode.quantize=none there")
         q, scale = _quantize_rows(w)
         self.q_t, self.scale = q.t(), scale.view(1, -1)  # _int_mm multiplies by the transposed view as is
         self.w, self.b = None, (b.detach().float() if b is not None else None)  # no fp32 copy kept
