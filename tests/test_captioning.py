@@ -218,9 +218,12 @@ def test_every_preset_trains_and_decodes(preset, tiny_scenes, tmp_path):
     out.loss.backward()
     for name, p in task.network.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    for strategy in ("greedy", "beam", "sample"):
-        caps = task.caption_split("val", [0, 1, 2], {"strategy": strategy, "max_len": 9, "beam_size": 3})
+    for strategy, quantize in [("greedy", "none"), ("beam", "none"), ("sample", "none"), ("greedy", "int8"),
+                               ("beam", "int8")]:
+        caps = task.caption_split("val", [0, 1, 2], {"strategy": strategy, "max_len": 9, "beam_size": 3,
+                                                     "quantize": quantize})
         assert len(caps) == 3 and all(len(c.tokens) <= 9 for c in caps)
+        assert all(torch.isfinite(torch.tensor(c.score)) for c in caps)
         if preset.endswith("_attn"):
             assert caps[0].attention.shape[1:] == (4, 4)
     metrics = task.evaluate("val")
