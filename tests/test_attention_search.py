@@ -91,6 +91,21 @@ def test_attention_is_differentiable_without_nans(kind):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("chunk", [1, B * S * H, 3 * B * S * H])
+def test_additive_scores_without_gradient_come_a_few_queries_at_a_time_and_equal(monkeypatch, chunk):
+    from seqlab.models import attention as attention_module
+
+    torch.manual_seed(0)
+    att = AdditiveAttention(H, H)
+    query, memory, mask = _inputs(steps=5)
+    whole = att(query, att.project_keys(memory), memory, mask)  # gradient mode: all 5 queries at once
+    monkeypatch.setattr(attention_module, "SCORE_CHUNK", chunk)  # 1, 1 or 3 queries per piece
+    with torch.no_grad():
+        pieces = att(query, att.project_keys(memory), memory, mask)
+    for a, b in zip(whole, pieces, strict=True):
+        torch.testing.assert_close(a.detach(), b, rtol=0, atol=1e-6)
+
+
 def test_attention_registry():
     assert build_attention("none", H, H) is None
     assert isinstance(build_attention("additive", H, 6), AdditiveAttention)

@@ -39,6 +39,9 @@ class Attention(nn.Module):
         return (context.squeeze(1), weights.squeeze(1)) if single else (context, weights)
 
 
+SCORE_CHUNK = 1 << 20  # elements of AdditiveAttention's sum formed at once when no gradient is kept
+
+
 class AdditiveAttention(Attention):
     """Bahdanau et al. 2015: ``v^T tanh(W_q q + W_k k)``, an MLP over each (query, key) pair."""
 
@@ -59,8 +62,18 @@ class AdditiveAttention(Attention):
         # tensor of a decoder step, to bf16 for the product costs more than an fp32 matrix-vector
         # product (torch.mv, which autocast leaves alone) over it.
         q = self.query_proj(query).to(keys.dtype)  # B x T x A
+        v = self.v.weight.to(keys.dtype).squeeze(0)  # A
+        B, T, A = q.shape
+        # Without a gradient to keep, a few queries at a time: beam search's K queries per source
+        # would otherwise make a B x K x S x A sum (26 MB for 64 x 5 x 40 x 512) at every step.
+        step = T if torch.is_grad_enabled() else max(1, SCORE_CHUNK // (B * keys.size(1) * A))
+        if step >= T:
+            return self._score(q, keys, v)
+        return torch.cat([self._score(q[:, t : t + step], keys, v) for t in range(0, T, step)], dim=1)
+
+    @staticmethod
+    def _score(q: torch.Tensor, keys: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         hidden = (q.unsqueeze(2) + keys.unsqueeze(1)).tanh_()  # B x T x S x A; in place: one allocation
-        v = self.v.weight.to(hidden.dtype).squeeze(0)  # A
         return hidden.reshape(-1, hidden.size(-1)).mv(v).view(hidden.shape[:-1])  # B x T x S
 
 
