@@ -8,7 +8,7 @@ dataclass instance below.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,10 @@ class Strategy(str, Enum):
     greedy = "greedy"
     beam = "beam"
     sample = "sample"
+    auto = "auto"  # beam search when a beam_size above 1 is given, else greedy (seqlab eval/predict)
+
+
+DEFAULT_BEAM_SIZE = 5
 
 
 class Quantize(str, Enum):
@@ -136,7 +140,7 @@ class Quantize(str, Enum):
 @dataclass
 class DecodeConfig:
     strategy: Strategy = Strategy.greedy
-    beam_size: int = 5
+    beam_size: int | None = None  # None: 5 (DEFAULT_BEAM_SIZE)
     length_penalty: float = 1.0  # GNMT alpha; 0 = raw log-probability
     max_len: int = 100
     temperature: float = 1.0  # strategy=sample
@@ -147,17 +151,27 @@ class DecodeConfig:
     # int8 with per-row scales, the rest in fp32 (models.packed.Int8); CPU only
     quantize: Quantize = Quantize.none
 
+    def __post_init__(self) -> None:
+        """``auto`` becomes beam search when a beam size above 1 was given, else greedy (so that
+        ``decode.beam_size=5`` alone means a beam of 5, as in JoeyNMT); an unset beam size is 5."""
+        if getattr(self.strategy, "value", self.strategy) == "auto":
+            self.strategy = Strategy.beam if (self.beam_size or 1) > 1 else Strategy.greedy
+        if self.beam_size is None:
+            self.beam_size = DEFAULT_BEAM_SIZE
+
 
 def decode_settings(node: Any) -> dict[str, Any]:
     """``seqlab eval``/``predict``'s ``decode`` block checked against ``DecodeConfig`` (a misspelt
-    value names its key and the choices), as a plain dict."""
+    value names its key and the choices), with ``strategy=auto`` and an unset beam size resolved,
+    as a plain dict."""
     from seqlab.errors import ConfigError
 
     try:
-        return OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(DecodeConfig), node), enum_to_str=True)
+        decode = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DecodeConfig), node))
     except OmegaConfBaseException as e:
         msg = str(getattr(e, "msg", e)).split("\n")[0]
         raise ConfigError(f"decode.{e.full_key}: {msg}") from None
+    return {f.name: getattr(getattr(decode, f.name), "value", getattr(decode, f.name)) for f in fields(decode)}
 
 
 @dataclass

@@ -92,6 +92,7 @@ def test_eval_prints_metrics_and_writes_metrics_json(run, tmp_path):
     assert "nrefs:1" in proc.stdout  # the sacrebleu signature is printed
     result = json.loads((out_dir / "metrics.json").read_text())
     assert result["split"] == "val" and "val/bleu" in result["metrics"]
+    assert result["decode"]["strategy"] == "greedy" and result["decode"]["beam_size"] == 5  # the defaults
     hyps = (out_dir / "val.hyp").read_text(encoding="utf-8")
     assert hyps.endswith("\n") and hyps.count("\n") == 1014  # the whole Multi30k validation set
 
@@ -138,6 +139,18 @@ def test_eval_precision_fast_follows_the_cpu(run, monkeypatch, amx):
     task, _ = restore_task(ckpt_io.load(run["dir"] / "checkpoints" / "best.pt"), with_data=False, precision="fast")
     assert runtime.bf16_is_fast(task.device) is amx
     assert {p.dtype for p in task.network.parameters()} == {torch.bfloat16 if amx else torch.float32}
+
+
+def test_eval_as_the_user_journey_writes_it(run, tmp_path):
+    """``seqlab eval ckpt_path=... data.split=test decode.beam_size=5`` (docs: USER-JOURNEYS 3):
+    data.split picks the split as split does, and a beam size alone means beam search."""
+    out_dir = tmp_path / "eval"
+    proc = ok(seqlab(run["env"], "eval", f"ckpt_path={run['dir'] / 'checkpoints' / 'best.pt'}", "data.split=test",
+                     "decode.beam_size=3", "decode.max_len=8", f"hydra.run.dir={out_dir}"))
+    assert "test/bleu" in proc.stdout
+    result = json.loads((out_dir / "metrics.json").read_text())
+    assert result["split"] == "test" and (out_dir / "test.hyp").read_text(encoding="utf-8").count("\n") == 1000
+    assert result["decode"]["strategy"] == "beam" and result["decode"]["beam_size"] == 3
 
 
 def test_eval_with_int8_decoding(run, tmp_path):

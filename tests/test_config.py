@@ -108,8 +108,17 @@ def test_every_preset_of_every_group_composes(compose_cfg, group):
 
 
 def test_eval_and_predict_configs_compose(compose_cfg):
+    from seqlab.config import decode_settings
+
     ev = compose_cfg(["ckpt_path=x.pt", "split=test", "decode.strategy=beam"], config_name="eval")
-    assert ev.split == "test" and ev.decode.beam_size == 5
+    assert ev.split == "test" and decode_settings(ev.decode)["beam_size"] == 5  # unset: 5
+    assert compose_cfg(["ckpt_path=x.pt", "data.split=test"], config_name="eval").split == "test"
+    for overrides, strategy, beam in [([], "greedy", 5), (["decode.beam_size=4"], "beam", 4),
+                                      (["decode.beam_size=1"], "greedy", 1),
+                                      (["decode.strategy=greedy", "decode.beam_size=4"], "greedy", 4),
+                                      (["decode.strategy=sample"], "sample", 5)]:
+        decode = decode_settings(compose_cfg(["ckpt_path=x.pt", *overrides], config_name="eval").decode)
+        assert (decode["strategy"], decode["beam_size"]) == (strategy, beam), overrides
     pr = compose_cfg(["ckpt_path=x.pt", "input=-"], config_name="predict")
     assert pr.input == "-" and pr.attention_dir is None
 
