@@ -18,7 +18,7 @@ runs=${OUT:-/tmp/peerbench/runs}
 peers=${PEERS:-$(cd .. && pwd)/shared/bench/peers}
 [[ -f $peers/30_onmt.sh ]] || { echo "no peers' harness at $peers (set PEERS)" >&2; exit 2; }
 mkdir -p "$(dirname "$out")"
-b() { echo "+ $* ($(date +%T); $(cut -d' ' -f1-3 /proc/loadavg))" >&2; python scripts/bench_translation.py "$@" | tail -n 1 | tee -a "$out"; }
+source scripts/bench_lib.sh  # b, seqlab_decodes
 for seed in "$@"; do
   src=$runs/onmt/${from}_s$seed dst=$runs/onmt/${tag}_s$seed
   [[ -f $src/ckpt && -f $ckdir/seqlab_${from}_s$seed.pt ]] || { echo "no $from models for seed $seed" >&2; exit 2; }
@@ -26,10 +26,5 @@ for seed in "$@"; do
   cp "$src"/ckpt "$src"/config.yaml "$src"/train* "$src"/vocab* "$dst"/  # the training record, not its decodes
   echo "+ OpenNMT-py decode, seed $seed ($(date +%T); $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   bash "$peers/30_onmt.sh" decode "${tag}_s$seed"
-  for q in ${QUANTIZE:-none int8}; do
-    for d in greedy beam5; do
-      b --steps 0 --ckpt "$ckdir/seqlab_${from}_s$seed.pt" --precision "${PRECISION:-fast}" --quantize "$q" \
-        --decode-repeats 3 --decode $d
-    done
-  done
+  seqlab_decodes "$ckdir/seqlab_${from}_s$seed.pt"
 done

@@ -16,18 +16,13 @@ tag=$1; shift
 out=${JSONL:-outputs/bench_$tag.jsonl}
 ckdir=${CKDIR:-/tmp}
 mkdir -p "$(dirname "$out")"
-b() { echo "+ $* ($(date +%T); $(cut -d' ' -f1-3 /proc/loadavg))" >&2; python scripts/bench_translation.py "$@" | tail -n 1 | tee -a "$out"; }
+source scripts/bench_lib.sh  # b, seqlab_decodes
 for seed in "$@"; do
   echo "+ OpenNMT-py seed $seed ($(date +%T); $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   bash scripts/bench_peers_seeds.sh "$tag" "$seed"
   b --warmup 10 --steps 444 --precision "${PRECISION:-fast}" --no-decode --save "$ckdir/seqlab_${tag}_s$seed.pt" "seed=$seed"
 done
 for seed in "$@"; do
-  for q in ${QUANTIZE:-none int8}; do
-    for d in greedy beam5; do
-      b --steps 0 --ckpt "$ckdir/seqlab_${tag}_s$seed.pt" --precision "${PRECISION:-fast}" --quantize "$q" \
-        --decode-repeats 3 --decode $d
-    done
-  done
+  seqlab_decodes "$ckdir/seqlab_${tag}_s$seed.pt"
 done
 b --warmup 10 --steps 200 --precision fp32 --no-decode
