@@ -17,6 +17,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from seqlab.errors import ConfigError
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
@@ -164,8 +166,6 @@ def decode_settings(node: Any) -> dict[str, Any]:
     """``seqlab eval``/``predict``'s ``decode`` block checked against ``DecodeConfig`` (a misspelt
     value names its key and the choices), with ``strategy=auto`` and an unset beam size resolved,
     as a plain dict."""
-    from seqlab.errors import ConfigError
-
     try:
         decode = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DecodeConfig), node))
     except OmegaConfBaseException as e:
