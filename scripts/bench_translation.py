@@ -49,7 +49,7 @@ from seqlab.runtime import (  # noqa: E402
     seed_everything,
 )
 from seqlab.training import checkpoint as ckpt_io  # noqa: E402
-from seqlab.training.trainer import Trainer  # noqa: E402
+from seqlab.training.trainer import Trainer, precision_context  # noqa: E402
 
 BENCH_OVERRIDES = [
     "task=translation", "data=multi30k", "data.src_lang=en", "data.tgt_lang=de", "model=lstm_attn",
@@ -201,9 +201,7 @@ def main() -> None:
             pairs = read_test_pairs(run_cfg.data)
         else:
             pairs = None
-        dtype = torch.bfloat16 if args.precision == "bf16" else None
-        ctx = torch.autocast("cpu", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
-        with ctx:
+        with precision_context(args.precision, torch.device("cpu")):
             result.update(bench_decode(task, args.decode_repeats, pairs, args.decode.split(","), args.quantize))
     result["peak_rss_mib"] = round(peak_rss_mib(), 1)
     print(json.dumps(result), flush=True)

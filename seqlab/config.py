@@ -161,6 +161,15 @@ class DecodeConfig:
         if self.beam_size is None:
             self.beam_size = DEFAULT_BEAM_SIZE
 
+    @property
+    def rows_per_input(self) -> int:
+        """Hypotheses decoded side by side for each input: the beam size for beam search, else 1."""
+        return self.beam_size if getattr(self.strategy, "value", self.strategy) == "beam" else 1
+
+    @property
+    def int8(self) -> bool:
+        return getattr(self.quantize, "value", self.quantize) == "int8"
+
 
 def decode_settings(node: Any) -> dict[str, Any]:
     """``seqlab eval``/``predict``'s ``decode`` block checked against ``DecodeConfig`` (a misspelt

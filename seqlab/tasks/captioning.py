@@ -234,8 +234,7 @@ class CaptioningTask(Task):
         v, h, w = self.vocab, *feats.shape[2:]
         enc = self.network.encode(feats)
         strategy = _v(decode.strategy)
-        rows = feats.size(0) * (decode.beam_size if strategy == "beam" else 1)
-        weights = self.network.decoder.decoding_weights(rows, int8=_v(decode.quantize) == "int8")
+        weights = self.network.decoder.decoding_weights(feats.size(0) * decode.rows_per_input, int8=decode.int8)
         if strategy == "beam":
             hyp = beam_search(self.network.decoder, enc, v.bos_id, v.eos_id, decode.max_len, decode.beam_size,
                               decode.length_penalty, weights)

@@ -247,8 +247,7 @@ class TranslationTask(Task):
             return encode
 
         # the decoder's step weights, prepared once for every batch and thread of this call
-        rows = decode.batch_size * (decode.beam_size if strategy == "beam" else 1)
-        weights = network.decoder.decoding_weights(rows, int8=_v(decode.quantize) == "int8")
+        weights = network.decoder.decoding_weights(decode.batch_size * decode.rows_per_input, int8=decode.int8)
 
         def beam(idx: list[int]) -> Hypotheses:
             return beam_search(network.decoder, encoder(idx)(), v.bos_id, v.eos_id, decode.max_len,
