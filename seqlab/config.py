@@ -91,6 +91,7 @@ class TextFormat(str, Enum):
     tsv = "tsv"
     csv = "csv"
     jsonl = "jsonl"
+    auto = "auto"  # a table whose file name says which: .tsv, .csv, .jsonl or .json (.gz too)
     hub = "hub"
 
 
@@ -479,7 +480,7 @@ class ClassificationDataConfig:
     """Labelled texts: bundled SST-2/IMDB, the user's TSV/CSV/JSONL, or a hub dataset."""
 
     _target_: str = "seqlab.data.classification.load_classification"
-    format: TextFormat = TextFormat.tsv  # tsv | csv | jsonl | hub
+    format: TextFormat = TextFormat.tsv  # tsv | csv | jsonl | auto (by file name) | hub
     name: str | None = None  # hub dataset name (format=hub)
     text_column: str = "sentence"
     label_column: str = "label"
@@ -510,6 +511,8 @@ class TaggingDataConfig:
     train: PathSplit = field(default_factory=PathSplit)
     val: PathSplit = field(default_factory=PathSplit)
     test: PathSplit = field(default_factory=PathSplit)
+    val_fraction: float = 0.0  # >0 and no val file: carve a seeded validation split from train
+    split_seed: int = 1234
     tokenizer: Tokenizer = Tokenizer.space  # how `seqlab predict` splits an input sentence
 
 

@@ -82,8 +82,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     for group in optimizer.param_groups:  # before the scheduler reads its base rates
         group["lr"] *= group.pop("lr_scale", 1.0)
     trainer_cfg = to_spec(cfg.trainer)
-    n_train = len(task.train_lengths()) if not trainer_cfg.limit_train else trainer_cfg.limit_train
-    steps_per_epoch = -(-min(n_train, len(task.train_lengths())) // trainer_cfg.batch_size)
+    n_train = len(task.train_lengths())
+    if trainer_cfg.limit_train:
+        n_train = min(n_train, trainer_cfg.limit_train)
+    steps_per_epoch = -(-n_train // trainer_cfg.batch_size)
     total = trainer_cfg.max_steps if trainer_cfg.max_steps > 0 else trainer_cfg.max_epochs * steps_per_epoch
     scheduler, interval = build_scheduler(cfg.scheduler, optimizer, total, task.monitor_mode)
     logger = TensorBoardLogger(run_dir, cfg.logger.tensorboard, cfg.logger.flush_secs)
@@ -117,7 +119,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     }
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     log.info("run directory: %s", run_dir)
-    log.info("best checkpoint: %s (%s %.4g)", checkpointer.best_path, task.monitor, checkpointer.best or float("nan"))
+    log.info("best checkpoint: %s (%s %.4g)", checkpointer.best_path, task.monitor,
+             float("nan") if checkpointer.best is None else checkpointer.best)
     log.info("TensorBoard: tensorboard --logdir %s", run_dir / "tb")
     log.info("final metrics: %s", "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     return metrics

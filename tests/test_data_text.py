@@ -84,6 +84,15 @@ def test_jsonl_with_named_columns(tmp_path):
     assert corpus.splits["train"]["tgt"] == ["a dog", "cat"]
 
 
+def test_auto_format_reads_each_table_by_its_name(tmp_path):
+    train = tmp_path / "train.csv"
+    train.write_text('en,de\n"a dog, running",ein hund\n', encoding="utf-8")
+    val = tmp_path / "val.jsonl"
+    val.write_text('{"de": "katze", "en": "cat"}\n', encoding="utf-8")
+    corpus = load_parallel(format="auto", train={"path": str(train)}, val={"path": str(val)})
+    assert corpus.splits["train"]["tgt"] == ["a dog, running"] and corpus.splits["val"]["src"] == ["katze"]
+
+
 def test_missing_column_is_named(tmp_path):
     train = tmp_path / "train.jsonl"
     train.write_text('{"de": "hund", "english": "dog"}\n', encoding="utf-8")

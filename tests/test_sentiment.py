@@ -63,6 +63,36 @@ def test_user_tables(tmp_path, fmt):
                             val={"path": str(p)}, tokenizer="word")
     assert c.splits["train"].labels == ["pos", "neg"]
     assert c.splits["train"].tokens[0][:2] == ["Loved", "it"]
+    auto = load_classification(format="auto", text_column="review", label_column="stars", train={"path": str(p)},
+                               val={"path": str(p)}, tokenizer="word")  # the format from the file name
+    assert auto.splits["train"].tokens == c.splits["train"].tokens and auto.splits["train"].labels == ["pos", "neg"]
+
+
+@pytest.mark.unit
+def test_auto_format_needs_a_telling_file_name(tmp_path):
+    p = tmp_path / "reviews.dat"
+    p.write_text("sentence\tlabel\ngood\t1\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"reviews\.dat: cannot tell a table's format.*data\.format=tsv"):
+        load_classification(format="auto", train={"path": str(p)}, val={"path": str(p)})
+
+
+@pytest.mark.smoke
+def test_table_files_follows_the_task(compose_cfg, tmp_path, caplog):
+    """USER-JOURNEYS 4: ``task=sentiment data=table_files data.train.path=reviews.csv
+    data.text_column=review`` reads the user's labelled CSV; under translation the same data preset
+    reads parallel columns."""
+    csv = tmp_path / "reviews.csv"
+    csv.write_text("review,label\n" + "".join(f"{w} film,{i % 2}\n" for i, w in enumerate(["good", "bad"] * 10)))
+    cfg = compose_cfg(["task=sentiment", "data=table_files", f"data.train.path={csv}", "data.text_column=review",
+                       "data.val_fraction=0.2", "trainer=debug"])
+    assert cfg.data._target_.endswith("load_classification") and cfg.data.format == "auto"
+    with caplog.at_level(logging.INFO):
+        metrics = train(cfg, tmp_path / "run")
+    assert "val/acc" in metrics
+    assert "16 training examples" in caplog.text  # not trainer=debug's limit_train of 320
+    assert f"(val/acc {metrics['best/val/acc']:.4g})" in caplog.text  # a best of 0 is not "nan"
+    cfg = compose_cfg(["data=table_files", "data.train.path=a.tsv", "data.val.path=b.tsv"])
+    assert cfg.data._target_.endswith("load_parallel") and cfg.data.format == "auto"
 
 
 @pytest.mark.unit

@@ -56,6 +56,25 @@ def test_reads_a_slice_of_bundled_ud_ewt(tmp_path):
 
 
 @pytest.mark.unit
+def test_val_fraction_carves_seeded_sentences(tmp_path):
+    dev = slice_of("ud_ewt/en_ewt-ud-dev.conllu.gz", tmp_path / "dev.conllu.gz", 300)
+    whole = load_tagging(train={"path": str(dev)}, val={"path": str(dev)}).splits["train"]
+    a = load_tagging(train={"path": str(dev)}, val_fraction=0.25)
+    b = load_tagging(train={"path": str(dev)}, val_fraction=0.25)
+    n = len(whole.tokens)
+    assert len(a.splits["val"].tokens) == round(0.25 * n) and len(a.splits["train"].tokens) == n - round(0.25 * n)
+    assert a.splits["val"].tokens == b.splits["val"].tokens  # same seed, same split
+    assert sorted(map(tuple, a.splits["train"].tokens + a.splits["val"].tokens)) == sorted(map(tuple, whole.tokens))
+    assert load_tagging(train={"path": str(dev)}, val_fraction=0.25, split_seed=7).splits["val"].tokens \
+        != a.splits["val"].tokens
+    assert a.fingerprint != load_tagging(train={"path": str(dev)}, val={"path": str(dev)}).fingerprint
+    with pytest.raises(DataError, match=r"data\.val\.path: no validation split.*data\.val_fraction"):
+        load_tagging(train={"path": str(dev)})
+    with pytest.raises(DataError, match=r"data\.val_fraction > 0 .* use one"):
+        load_tagging(train={"path": str(dev)}, val={"path": str(dev)}, val_fraction=0.1)
+
+
+@pytest.mark.unit
 def test_bad_conllu_names_file_and_line(tmp_path):
     bad = tmp_path / "bad.conllu"
     lines = CONLLU.splitlines()

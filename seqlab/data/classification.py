@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
-
 from seqlab.data.hub import label_names, open_hub
-from seqlab.data.text import _file_digest, check_text_file, column, tokenizer_fn
+from seqlab.data.text import (
+    TABLE_FORMATS,
+    _file_digest,
+    carve_indices,
+    column,
+    read_table,
+    tokenizer_fn,
+)
 from seqlab.errors import DataError
 
 log = logging.getLogger(__name__)
 
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
-_READERS = {"tsv": ("csv", {"delimiter": "\t", "quoting": 3}), "csv": ("csv", {}), "jsonl": ("json", {})}
 
 
 @dataclass
@@ -75,12 +78,7 @@ def truncate(tokens: list[str], max_len: int, truncation: str = "head") -> list[
 
 
 def _read_table(split: str, path: str, fmt: str, text_col: str, label_col: str):
-    check_text_file(path, f"data.{split}.path")
-    builder, kwargs = _READERS[fmt]
-    try:
-        ds = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, **kwargs)
-    except Exception as e:  # pyarrow / pandas / json errors carry the row in their message
-        raise DataError(f"{path}: cannot parse as {fmt} ({type(e).__name__}: {str(e)[:300]}) (data.{split}.path)") from None
+    ds, fmt = read_table(split, path, fmt)
     for key, col in (("text_column", text_col), ("label_column", label_col)):
         if col not in ds.column_names:
             raise DataError(
@@ -119,16 +117,10 @@ def _to_split(texts, labels, where, names, corpus_args, origin: str) -> Labelled
 
 def _carve_val(train: LabelledSplit, fraction: float, seed: int) -> tuple[LabelledSplit, LabelledSplit]:
     """A seeded random ``fraction`` of train becomes the validation split."""
-    idx = list(range(len(train.tokens)))
-    random.Random(seed).shuffle(idx)
-    n_val = max(1, int(round(fraction * len(idx))))
-    if n_val >= len(idx):
-        raise DataError(f"data.val_fraction={fraction}: leaves no training examples")
-    val_idx, train_idx = sorted(idx[:n_val]), sorted(idx[n_val:])
-
     def pick(ids):
         return LabelledSplit([train.tokens[i] for i in ids], [train.labels[i] for i in ids], [train.where[i] for i in ids])
 
+    train_idx, val_idx = carve_indices(len(train.tokens), fraction, seed)
     return pick(train_idx), pick(val_idx)
 
 
@@ -173,7 +165,7 @@ def load_classification(
             where = [f"{name}[{split}] row {i}" for i in range(len(ds))]
             splits[split] = _to_split(column(ds, text_column), labels, where, names, args, f"{name}[{split}]")
         origin = name
-    elif fmt in _READERS:
+    elif fmt in TABLE_FORMATS:
         paths = []
         for split, spec in files.items():
             if spec.get("path"):
@@ -182,7 +174,7 @@ def load_classification(
                 paths.append(Path(spec["path"]))
         origin = _file_digest(paths)
     else:
-        raise DataError(f"data.format={fmt!r}: labelled texts are read from tsv, csv, jsonl or hub")
+        raise DataError(f"data.format={fmt!r}: labelled texts are read from tsv, csv, jsonl (auto: by file name) or hub")
     if "train" not in splits:
         raise DataError("data.train.path: no training split given")
     if val_fraction > 0:

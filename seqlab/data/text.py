@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import logging
 import os
+import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +62,17 @@ class TextCorpus:
 
     def tokenize(self, text: str) -> list[str]:
         return tokenizer_fn(self.tokenizer)(text.lower() if self.lowercase else text)
+
+
+def carve_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """``data.val_fraction``: a seeded random ``fraction`` of ``n`` training examples becomes the
+    validation split; returns (train indices, validation indices), each in file order."""
+    idx = list(range(n))
+    random.Random(seed).shuffle(idx)
+    n_val = max(1, int(round(fraction * n)))
+    if n_val >= n:
+        raise DataError(f"data.val_fraction={fraction}: leaves no training examples (of {n})")
+    return sorted(idx[n_val:]), sorted(idx[:n_val])
 
 
 def column(ds: datasets.Dataset, name: str) -> list:
@@ -140,15 +152,46 @@ def _load_text_pair(split: str, src: str, tgt: str) -> tuple[datasets.Dataset, l
     return _drop_empty(ds, f"data.{split} ({src})"), [Path(src), Path(tgt)]
 
 
-def _load_table(split: str, path: str, fmt: str, src_col: str, tgt_col: str):
+_TABLE_READERS = {  # format -> (datasets builder, its options)
+    "tsv": ("csv", {"delimiter": "\t", "quoting": 3}),  # csv.QUOTE_NONE: quotes are text in TSV
+    "csv": ("csv", {}),
+    "jsonl": ("json", {}),
+}
+TABLE_FORMATS = ("tsv", "csv", "jsonl", "auto")  # auto: by the file's name
+_TABLE_SUFFIXES = {".tsv": "tsv", ".tab": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+def table_format(fmt: str, path: str | os.PathLike, key: str = "data.format") -> str:
+    """``fmt``, or for ``auto`` the format the file name says (``.tsv``, ``.csv``, ``.jsonl``/``.json``,
+    each optionally ``.gz``)."""
+    fmt = getattr(fmt, "value", fmt)
+    if fmt != "auto":
+        return fmt
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes[-1:] == [".gz"]:
+        suffixes = suffixes[:-1]
+    if suffixes and suffixes[-1] in _TABLE_SUFFIXES:
+        return _TABLE_SUFFIXES[suffixes[-1]]
+    raise DataError(f"{path}: cannot tell a table's format from its name (.tsv, .csv or .jsonl); "
+                    f"set {key}=tsv, csv or jsonl")
+
+
+def read_table(split: str, path: str, fmt: str) -> tuple[datasets.Dataset, str]:
+    """One split's TSV/CSV/JSONL table (``fmt`` may be ``auto``) and the format it was read as; a file
+    that cannot be read or parsed is a ``DataError`` naming it and the config key."""
     check_text_file(path, f"data.{split}.path")
-    builder, kwargs = {"tsv": ("csv", {"delimiter": "\t"}), "csv": ("csv", {}), "jsonl": ("json", {})}[fmt]
-    if fmt == "tsv":
-        kwargs["quoting"] = 3  # csv.QUOTE_NONE: quotes are text in TSV
+    fmt = table_format(fmt, path)
+    builder, kwargs = _TABLE_READERS[fmt]
     try:
         ds = hf_datasets().load_dataset(builder, data_files={split: str(path)}, split=split, **kwargs)
-    except Exception as e:  # pyarrow / json parse errors carry the row in their message
-        raise DataError(f"{path}: cannot parse as {fmt}: {e}") from None
+    except Exception as e:  # pyarrow / pandas / json errors carry the row in their message
+        raise DataError(f"{path}: cannot parse as {fmt} ({type(e).__name__}: {str(e)[:300]}) "
+                        f"(data.{split}.path)") from None
+    return ds, fmt
+
+
+def _load_table(split: str, path: str, fmt: str, src_col: str, tgt_col: str):
+    ds, _ = read_table(split, path, fmt)
     missing = [c for c in (src_col, tgt_col) if c not in ds.column_names]
     if missing:
         raise DataError(
@@ -201,7 +244,7 @@ def load_parallel(
         origin = name
     else:
         for split, spec in files.items():
-            if fmt == "text":
+            if fmt == "text" or (fmt == "auto" and not spec.get("path")):
                 if not spec.get("src") and not spec.get("tgt"):
                     continue
                 if not (spec.get("src") and spec.get("tgt")):
