@@ -22,6 +22,11 @@ from seqlab.errors import ConfigError
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
+def plain(x: Any) -> Any:
+    """An enum member's value (``Cell.lstm`` -> ``"lstm"``); anything else as it is."""
+    return getattr(x, "value", x)
+
+
 def asset_path(relative: str) -> str:
     """Absolute path of a file bundled with the package (``${seqlab.asset:multi30k/...}``)."""
     return str(ASSETS / relative)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from seqlab.config import plain
 from seqlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -130,15 +131,11 @@ def _read_images(paths: list[Path], size: int, policy: str, where: str) -> tuple
         try:
             out.append(load_image(p, size, stats))
         except DataError as e:
-            if _v(policy) == "error":
+            if plain(policy) == "error":
                 raise DataError(f"{e} (set data.on_bad_image=skip to leave such images out)") from None
             stats.bad.append(str(p))
             out.append(None)
     return out, stats
-
-
-def _v(x):
-    return getattr(x, "value", x)
 
 
 def _open_text(path: Path):
@@ -331,7 +328,7 @@ def load_captions(
     on_bad_image: str = "skip",
 ) -> ImageCaptionCorpus:
     """Read an image-caption corpus (train, val and optionally test) into an ``ImageCaptionCorpus``."""
-    fmt = _v(format)
+    fmt = plain(format)
     files = {"train": train or {}, "val": val or {}, "test": test or {}}
     splits: dict[str, CaptionSplit] = {}
     paths: list[Path] = []
@@ -361,9 +358,9 @@ def load_captions(
     for required in ("train", "val"):
         if required not in splits:
             raise DataError(f"data.{required}: no {required} split given (data.{required}.captions=...)")
-    fp = _digest(paths, f"{origin}|{fmt}|{image_size}|{_v(tokenizer)}|{lowercase}|{_v(on_bad_image)}|"
+    fp = _digest(paths, f"{origin}|{fmt}|{image_size}|{plain(tokenizer)}|{lowercase}|{plain(on_bad_image)}|"
                  f"{ {k: len(v) for k, v in splits.items()} }")
-    return ImageCaptionCorpus(splits, _v(tokenizer), lowercase, image_size, fp)
+    return ImageCaptionCorpus(splits, plain(tokenizer), lowercase, image_size, fp)
 
 
 # ------------------------------------------------------------------------------- frame folders
@@ -421,12 +418,12 @@ def load_frame_folders(
             elif len(labs) < len(frames) or (max_frames <= 0 and len(labs) != len(frames)):
                 problem = f"{where}: {len(labs)} labels for {len(frames)} frames"
             if problem is None:
-                arrays, stats = _read_images(frames, image_size, "error" if _v(on_bad_image) == "error" else "skip",
+                arrays, stats = _read_images(frames, image_size, "error" if plain(on_bad_image) == "error" else "skip",
                                              where)
                 if stats.bad:
                     problem = f"{where}: unreadable frame {stats.bad[0]}"
             if problem is not None:
-                if _v(on_bad_image) == "error":
+                if plain(on_bad_image) == "error":
                     raise DataError(problem + " (set data.on_bad_image=skip to leave such clips out)")
                 log.warning("%s; clip skipped", problem)
                 skipped += 1

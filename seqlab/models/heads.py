@@ -20,16 +20,12 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqlab.config import ModelConfig
+from seqlab.config import ModelConfig, plain
 from seqlab.errors import SeqlabError
 from seqlab.models.attention import Attention, build_attention
 from seqlab.models.dropout import Dropout, dropout
 from seqlab.models.encoders import RNNEncoder, length_mask, make_rnn, reverse_padded
 from seqlab.models.seq2seq import init_uniform
-
-
-def _v(x):
-    return getattr(x, "value", x)
 
 
 def run_packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -120,11 +116,11 @@ class SequenceClassifier(nn.Module):
         self.packed = packed  # False: run_padded (same result; oneDNN's fused LSTM on a CPU)
         self.encoder = RNNEncoder(cfg.cell, vocab_size, cfg.emb_size, cfg.hidden_size, cfg.num_layers,
                                   cfg.bidirectional, cfg.dropout, pad_id)
-        if pooling == "attention" and _v(cfg.attention) == "none":
+        if pooling == "attention" and plain(cfg.attention) == "none":
             raise SeqlabError("task.pooling=attention needs a model with attention (model.attention != none)")
         self.pooling = pooling
         H = cfg.hidden_size
-        self.pool = AttentionPooling(_v(cfg.attention), H) if pooling == "attention" else None
+        self.pool = AttentionPooling(plain(cfg.attention), H) if pooling == "attention" else None
         self.dropout = Dropout(cfg.dropout)
         pooled = 3 * H if pooling == "concat" else H
         self.hidden = nn.Linear(pooled, hidden) if hidden > 0 else None

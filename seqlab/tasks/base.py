@@ -17,6 +17,15 @@ from torch import nn
 from seqlab.data.batch import BucketBatchSampler
 
 
+def as_dataclass(cls, d: Any):
+    """``d`` (None, a mapping or already a ``cls``) as a ``cls``: tasks take their settings either way."""
+    if d is None:
+        return cls()
+    if isinstance(d, cls):
+        return d
+    return cls(**dict(d))
+
+
 @dataclass
 class StepOutput:
     """loss: the scalar to back-propagate; n_tokens: target units in the batch (for tokens/s);

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab.config import DecodeConfig, ImageEncoderConfig, ModelConfig
+from seqlab.config import DecodeConfig, ImageEncoderConfig, ModelConfig, plain
 from seqlab.data.batch import pad
 from seqlab.data.images import IMAGE_EXTENSIONS, ImageCaptionCorpus, load_image
 from seqlab.data.text import tokenizer_fn
@@ -33,22 +33,10 @@ from seqlab.models.decoders import RNNDecoder
 from seqlab.models.encoders import EncoderOutput
 from seqlab.models.search import beam_search, greedy
 from seqlab.models.seq2seq import init_uniform
-from seqlab.tasks.base import StepOutput, Task
+from seqlab.tasks.base import StepOutput, Task, as_dataclass
 from seqlab.tasks.translation import detokenize
 
 log = logging.getLogger(__name__)
-
-
-def _v(x: Any) -> Any:
-    return getattr(x, "value", x)
-
-
-def as_dataclass(cls, d: Any):
-    if d is None:
-        return cls()
-    if isinstance(d, cls):
-        return d
-    return cls(**dict(d))
 
 
 class CaptionNet(nn.Module):
@@ -67,7 +55,7 @@ class CaptionNet(nn.Module):
         _, h, w = self.backbone.grid_shape(image_size)
         self.row_embed = nn.Parameter(0.02 * torch.randn(h, 1, M)) if position_embedding else None
         self.col_embed = nn.Parameter(0.02 * torch.randn(1, w, M)) if position_embedding else None
-        self.num_layers, self.cell = cfg.num_layers, _v(cfg.cell)
+        self.num_layers, self.cell = cfg.num_layers, plain(cfg.cell)
         attention = build_attention(cfg.attention, cfg.hidden_size, M)
         fixed = attention is None and (global_every_step or cfg.fixed_context)
         self.decoder = RNNDecoder(
@@ -233,7 +221,7 @@ class CaptioningTask(Task):
         self.network.eval()
         v, h, w = self.vocab, *feats.shape[2:]
         enc = self.network.encode(feats)
-        strategy = _v(decode.strategy)
+        strategy = plain(decode.strategy)
         weights = self.network.decoder.decoding_weights(feats.size(0) * decode.rows_per_input, int8=decode.int8)
         if strategy == "beam":
             hyp = beam_search(self.network.decoder, enc, v.bos_id, v.eos_id, decode.max_len, decode.beam_size,
@@ -372,8 +360,8 @@ class CaptioningTask(Task):
 
     def hparams(self) -> dict[str, Any]:
         m, e = self.model_cfg, self.encoder_cfg
-        return {"model": m.name, "cell": _v(m.cell), "attention": _v(m.attention), "emb_size": m.emb_size,
-                "hidden_size": m.hidden_size, "backbone": _v(e.backbone), "trainable_cnn": e.trainable,
+        return {"model": m.name, "cell": plain(m.cell), "attention": plain(m.attention), "emb_size": m.emb_size,
+                "hidden_size": m.hidden_size, "backbone": plain(e.backbone), "trainable_cnn": e.trainable,
                 "attention_reg": self.attention_reg,
                 "params": sum(p.numel() for p in self.network.parameters())}
 

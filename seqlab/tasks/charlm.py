@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from seqlab.config import ModelConfig
+from seqlab.config import ModelConfig, plain
 from seqlab.data.chars import CharCorpus, StreamBatchSampler
 from seqlab.data.vocab import Vocab
 from seqlab.errors import DataError, SeqlabError
@@ -29,10 +29,6 @@ from seqlab.models.heads import CharLM, LMState
 from seqlab.tasks.base import StepOutput, Task
 
 log = logging.getLogger(__name__)
-
-
-def _v(x: Any) -> Any:
-    return getattr(x, "value", x)
 
 
 @dataclass
@@ -84,7 +80,7 @@ class CharLMTask(Task):
         else:
             self.vocab = Vocab.build([list(data.splits["train"])], 1, 0)
             log.info("vocabulary: %d characters", len(self.vocab) - 4)
-        if _v(model.bidirectional):
+        if plain(model.bidirectional):
             log.info("charlm reads left to right: model.bidirectional is ignored (all of hidden_size is one direction)")
         self.ids = {k: torch.tensor(self.vocab.encode(list(t)), dtype=torch.long) for k, t in (data.splits if data else {}).items()}
         unk = {k: int((v == self.vocab.unk_id).sum()) for k, v in self.ids.items() if k != "train"}
@@ -161,7 +157,7 @@ class CharLMTask(Task):
         """Each input is a prime; the line is the prime and ``decode.max_len`` sampled characters
         (``decode.temperature``, ``decode.top_k``; temperature 0 is the argmax continuation)."""
         d = dict(decode or {})
-        if _v(d.get("strategy", "sample")) == "beam":
+        if plain(d.get("strategy", "sample")) == "beam":
             raise SeqlabError("decode.strategy=beam: charlm samples (decode.temperature, decode.top_k) or, "
                               "with decode.temperature=0, takes the most likely character")
         return [self.generate(p, int(d.get("max_len", 200)), float(d.get("temperature", 1.0)), int(d.get("top_k", 0)))
@@ -189,7 +185,7 @@ class CharLMTask(Task):
     def hparams(self) -> dict[str, Any]:
         m = self.model_cfg
         return {
-            "model": m.name, "cell": _v(m.cell), "attention": _v(m.attention), "emb_size": m.emb_size,
+            "model": m.name, "cell": plain(m.cell), "attention": plain(m.attention), "emb_size": m.emb_size,
             "hidden_size": m.hidden_size, "num_layers": m.num_layers, "dropout": m.dropout, "bptt": self.bptt,
             "params": sum(p.numel() for p in self.network.parameters()),
         }

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqlab.config import ImageEncoderConfig, ModelConfig
+from seqlab.config import ImageEncoderConfig, ModelConfig, plain
 from seqlab.data.images import IMAGE_EXTENSIONS, VideoCorpus, load_image
 from seqlab.errors import DataError
 from seqlab.models.attention import build_attention
@@ -25,8 +25,7 @@ from seqlab.models.cnn import FeatureCache, ImageBackbone
 from seqlab.models.dropout import Dropout
 from seqlab.models.encoders import make_rnn
 from seqlab.models.seq2seq import init_uniform
-from seqlab.tasks.base import StepOutput, Task
-from seqlab.tasks.captioning import _v, as_dataclass
+from seqlab.tasks.base import StepOutput, Task, as_dataclass
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -41,7 +40,7 @@ class FrameNet(nn.Module):
         self.backbone = ImageBackbone(enc.backbone, enc.weights, enc.trainable, enc.channels, load_weights,
                                      enc.coords)
         C, h, w = self.backbone.grid_shape(image_size)
-        self.pool = _v(pool)
+        self.pool = plain(pool)
         self.frame_proj = nn.Linear(C * h * w if self.pool == "flatten" else C, cfg.emb_size)
         self.dropout = Dropout(cfg.dropout)
         directions = 2 if cfg.bidirectional else 1
@@ -245,6 +244,6 @@ class FramesTask(Task):
 
     def hparams(self) -> dict[str, Any]:
         m, e = self.model_cfg, self.encoder_cfg
-        return {"model": m.name, "cell": _v(m.cell), "attention": _v(m.attention), "emb_size": m.emb_size,
-                "hidden_size": m.hidden_size, "bidirectional": m.bidirectional, "backbone": _v(e.backbone),
+        return {"model": m.name, "cell": plain(m.cell), "attention": plain(m.attention), "emb_size": m.emb_size,
+                "hidden_size": m.hidden_size, "bidirectional": m.bidirectional, "backbone": plain(e.backbone),
                 "trainable_cnn": e.trainable, "params": sum(p.numel() for p in self.network.parameters())}

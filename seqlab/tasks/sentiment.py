@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from seqlab.config import EmbeddingsConfig, LMPretrainConfig, ModelConfig
+from seqlab.config import EmbeddingsConfig, LMPretrainConfig, ModelConfig, plain
 from seqlab.data.batch import eval_batches, pad
 from seqlab.data.classification import LabelledCorpus, LabelledSplit, tokenize_text, truncate
 from seqlab.data.vocab import Vocab
@@ -31,10 +31,6 @@ from seqlab.runtime import autocast_dtype, resolve_device
 from seqlab.tasks.base import StepOutput, Task, scaled_groups
 
 log = logging.getLogger(__name__)
-
-
-def _v(x: Any) -> Any:
-    return getattr(x, "value", x)
 
 
 def _label_sort_key(label: str):
@@ -260,9 +256,9 @@ class SentimentTask(Task):
             if split != "train":
                 check_labels(split, s, self.labels)
         self.label_id = {lab: i for i, lab in enumerate(self.labels)}
-        pooling = _v(pooling)
+        pooling = plain(pooling)
         if pooling == "auto":
-            pooling = "final" if _v(model.attention) == "none" else "attention"
+            pooling = "final" if plain(model.attention) == "none" else "attention"
         self.pooling = pooling
         if model.hidden_size % (2 if model.bidirectional else 1):
             raise SeqlabError(f"model.hidden_size={model.hidden_size} must be even for a bidirectional encoder")
@@ -405,7 +401,7 @@ class SentimentTask(Task):
     def hparams(self) -> dict[str, Any]:
         m = self.model_cfg
         return {
-            "model": m.name, "cell": _v(m.cell), "attention": _v(m.attention), "pooling": self.pooling,
+            "model": m.name, "cell": plain(m.cell), "attention": plain(m.attention), "pooling": self.pooling,
             "emb_size": m.emb_size, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
             "bidirectional": m.bidirectional, "dropout": m.dropout, "packed": self.network.packed,
             "word_dropout": self.word_dropout,

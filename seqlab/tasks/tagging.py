@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from seqlab.config import EmbeddingsConfig, LMPretrainConfig, ModelConfig
+from seqlab.config import EmbeddingsConfig, LMPretrainConfig, ModelConfig, plain
 from seqlab.data.batch import eval_batches, pad
 from seqlab.data.conllu import TaggedCorpus
 from seqlab.data.text import tokenizer_fn
@@ -40,10 +40,6 @@ from seqlab.tasks.sentiment import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def _v(x: Any) -> Any:
-    return getattr(x, "value", x)
 
 
 class FormInputs(torch.nn.Module):
@@ -115,7 +111,7 @@ class TaggingTask(Task):
             raise ConfigError(f"task.word_dropout={word_dropout} must be in [0, 1] and "
                             f"task.word_dropout_alpha={word_dropout_alpha} >= 0")
         self.eval_batch_size, self.num_samples, self.model_cfg = eval_batch_size, num_samples, model
-        self.char_features = _v(char_features)
+        self.char_features = plain(char_features)
         if data is None and state is None:
             raise ValueError("TaggingTask needs data or a saved state")
         self.splits = data.splits if data is not None else {}
@@ -143,7 +139,7 @@ class TaggingTask(Task):
                      len(self.tags), " ".join(self.tags))
             for c, tags in self.aux_tags.items():
                 log.info("auxiliary tags %s (loss weight %g): %d", c, aux_weight, len(tags))
-        if not _v(model.bidirectional):
+        if not plain(model.bidirectional):
             log.warning("model.bidirectional=false: the tagger sees only the words to the left")
         self.tag_id = {t: i for i, t in enumerate(self.tags)}
         self.aux_id = {c: {t: i for i, t in enumerate(tags)} for c, tags in self.aux_tags.items()}
@@ -362,7 +358,7 @@ class TaggingTask(Task):
     def hparams(self) -> dict[str, Any]:
         m = self.model_cfg
         return {
-            "model": m.name, "cell": _v(m.cell), "attention": _v(m.attention), "char_features": self.char_features,
+            "model": m.name, "cell": plain(m.cell), "attention": plain(m.attention), "char_features": self.char_features,
             "emb_size": m.emb_size, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
             "dropout": m.dropout, "word_dropout": self.word_dropout,
             "word_dropout_alpha": self.word_dropout_alpha, "lowercase_words": self.lowercase_words,

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from seqlab.config import DecodeConfig, ModelConfig
+from seqlab.config import DecodeConfig, ModelConfig, plain
 from seqlab.data.batch import eval_batches, pad
 from seqlab.data.text import TextCorpus, column, tokenizer_fn
 from seqlab.data.vocab import Vocab
@@ -28,7 +28,7 @@ from seqlab.models.search import (
     worker_count,
 )
 from seqlab.models.seq2seq import Seq2Seq
-from seqlab.tasks.base import StepOutput, Task
+from seqlab.tasks.base import StepOutput, Task, as_dataclass
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class TranslationTask(Task):
     ):
         self.name, self.monitor, self.monitor_mode = name, monitor, monitor_mode
         self.teacher_forcing, self.label_smoothing = teacher_forcing, label_smoothing
-        self.val_decode = _as_decode(val_decode)
+        self.val_decode = as_dataclass(DecodeConfig, val_decode)
         self.num_samples, self.loss_norm = num_samples, loss_norm
         self.model_cfg = model
         vocab = vocab or {}
@@ -204,7 +204,7 @@ class TranslationTask(Task):
     @torch.no_grad()
     def evaluate(self, split: str = "val", limit: int | None = None, decode: Any = None) -> dict[str, float]:
         src, tgt = self._pairs(split, limit)
-        decode = _as_decode(decode) if decode is not None else self.val_decode
+        decode = as_dataclass(DecodeConfig, decode) if decode is not None else self.val_decode
         self.network.eval()
         nll, n_tok = 0.0, 0
         pairs = [(self.src_vocab.encode(s), self.tgt_vocab.encode(t)) for s, t in zip(src, tgt, strict=True)]
@@ -232,7 +232,7 @@ class TranslationTask(Task):
 
     @torch.no_grad()
     def translate_tokens(self, src_tokens: Sequence[Sequence[str]], decode: Any = None) -> list[Translation]:
-        decode = _as_decode(decode) if decode is not None else self.val_decode
+        decode = as_dataclass(DecodeConfig, decode) if decode is not None else self.val_decode
         self.network.eval()
         network = decoding_copy(self.network, self._decoding_cache)
         v = self.tgt_vocab
@@ -313,7 +313,7 @@ class TranslationTask(Task):
     def hparams(self) -> dict[str, Any]:
         m = self.model_cfg
         return {
-            "model": m.name, "cell": _v(m.cell), "attention": _v(m.attention), "emb_size": m.emb_size,
+            "model": m.name, "cell": plain(m.cell), "attention": plain(m.attention), "emb_size": m.emb_size,
             "hidden_size": m.hidden_size, "num_layers": m.num_layers, "bidirectional": m.bidirectional,
             "dropout": m.dropout, "direction": f"{self.src_lang}-{self.tgt_lang}",
             "params": sum(p.numel() for p in self.network.parameters()),
@@ -325,15 +325,5 @@ def _attention_rows(t: Translation) -> list[str]:
     return [*t.tokens, "</s>"][: t.attention.size(0)]
 
 
-def _v(x: Any) -> Any:
-    return getattr(x, "value", x)
-
-
-def _as_decode(d: Any) -> DecodeConfig:
-    if d is None:
-        return DecodeConfig()
-    if isinstance(d, DecodeConfig):
-        return d
-    return DecodeConfig(**dict(d))
 
 
