@@ -50,13 +50,16 @@ def _portable_assets(node: Any) -> Any:
 
 
 def restore_task(ckpt: dict[str, Any], with_data: bool, device: str = "auto", path: str = "",
-                 precision: str = "fp32") -> tuple[Task, DictConfig]:
-    """Rebuild the task of a checkpoint (its vocabularies, network and weights).
+                 precision: str = "fp32", data: dict | None = None) -> tuple[Task, DictConfig]:
+    """Rebuild the task of a checkpoint (its vocabularies, network and weights); ``data``: settings
+    merged over the checkpoint's data config (``seqlab eval ... data.test.src=my.de``).
 
     With ``precision=bf16`` the weights themselves are cast to bfloat16: a process that only
     evaluates then holds one copy of them, in the precision its matmuls run in (decoding would
     otherwise make a bf16 copy beside the fp32 weights, see ``models.search.decoding_copy``)."""
     run_cfg = OmegaConf.create(_portable_assets(ckpt["config"]))
+    if data:
+        run_cfg.data = OmegaConf.merge(run_cfg.data, data)
     model = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), run_cfg.model))
     corpus = instantiate(run_cfg.data, _convert_="all") if with_data else None
     task = instantiate(run_cfg.task, _convert_="all")(model=model, data=corpus, state=ckpt["task"],
@@ -101,8 +104,8 @@ def make_ensemble(tasks: list[Task], paths: list[str]) -> Task:
     return first
 
 
-def restore(spec: Any, with_data: bool, device: str = "auto",
-            precision: str = "fp32") -> tuple[Task, list[str], list[int | None]]:
+def restore(spec: Any, with_data: bool, device: str = "auto", precision: str = "fp32",
+            data: dict | None = None) -> tuple[Task, list[str], list[int | None]]:
     """The task of checkpoint ``spec``, or of the ensemble of a list of checkpoints; their paths and
     training steps. Each checkpoint is read, restored and let go in turn (its optimizer state is
     not kept while evaluating); ``precision`` as in ``restore_task``."""
@@ -110,10 +113,24 @@ def restore(spec: Any, with_data: bool, device: str = "auto",
     tasks, steps = [], []
     for k, p in enumerate(paths):
         ckpt = ckpt_io.load(p)
-        tasks.append(restore_task(ckpt, with_data and k == 0, device, p, precision)[0])
+        tasks.append(restore_task(ckpt, with_data and k == 0, device, p, precision, data)[0])
         steps.append(ckpt.get("step"))
         del ckpt
     return (make_ensemble(tasks, paths) if len(tasks) > 1 else tasks[0]), paths, steps
+
+
+def data_overrides(node: Any) -> dict[str, Any]:
+    """The ``data.*`` settings given to ``seqlab eval`` (other than ``data.split``), unset ones left out:
+    ``data.test.src=my.de data.test.tgt=my.en`` (translation) or ``data.test.path=my.tsv`` evaluate
+    a checkpoint on your own test files."""
+    def keep(v):
+        if isinstance(v, dict):
+            v = {k: keep(x) for k, x in v.items()}
+            return {k: x for k, x in v.items() if x is not None and x != {}}
+        return v
+
+    plain_node = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+    return keep({k: v for k, v in plain_node.items() if k != "split"})
 
 
 def evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
@@ -122,7 +139,11 @@ def evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     offline_defaults()
     run_dir = Path(run_dir)
     decode = decode_settings(cfg.decode)  # checked before the checkpoint is read
-    task, paths, steps = restore(cfg.ckpt_path, with_data=True, device=cfg.device, precision=cfg.precision)
+    data = data_overrides(cfg.data)
+    if data:
+        log.info("data settings over the checkpoint's: %s", json.dumps(data))
+    task, paths, steps = restore(cfg.ckpt_path, with_data=True, device=cfg.device, precision=cfg.precision,
+                                 data=data)
     with torch.inference_mode(), precision_context(cfg.precision, resolve_device(cfg.device)):
         metrics = task.evaluate(cfg.split, decode=decode)
     result = {

@@ -153,6 +153,28 @@ def test_eval_as_the_user_journey_writes_it(run, tmp_path):
     assert result["decode"]["strategy"] == "beam" and result["decode"]["beam_size"] == 3
 
 
+def test_eval_on_your_own_test_files(run, tmp_path):
+    """``data.test.src=my.de data.test.tgt=my.en`` evaluates on those files, read as the checkpoint's
+    data was; a table path for plain-text data is refused, naming the keys."""
+    import gzip
+
+    from seqlab.config import asset_path
+
+    lines = {side: gzip.open(asset_path(f"multi30k/tok/test_2016_flickr.lc.norm.tok.{side}.gz"), "rt").read()
+             .splitlines()[:7] for side in ("de", "en")}
+    for side, text in lines.items():
+        (tmp_path / f"my.{side}").write_text("\n".join(text) + "\n", encoding="utf-8")
+    out_dir = tmp_path / "eval"
+    ckpt = run["dir"] / "checkpoints" / "best.pt"
+    proc = ok(seqlab(run["env"], "eval", f"ckpt_path={ckpt}", "split=test", f"data.test.src={tmp_path / 'my.de'}",
+                     f"data.test.tgt={tmp_path / 'my.en'}", "decode.max_len=8", f"hydra.run.dir={out_dir}"))
+    assert "test/bleu" in proc.stdout and "my.de" in proc.stderr  # the log says which files
+    assert (out_dir / "test.hyp").read_text(encoding="utf-8").count("\n") == 7
+    proc = seqlab(run["env"], "eval", f"ckpt_path={ckpt}", "split=test", f"data.test.path={tmp_path / 'my.tsv'}",
+                  f"hydra.run.dir={out_dir}")
+    assert proc.returncode != 0 and "data.test.src and data.test.tgt" in proc.stderr
+
+
 def test_eval_with_int8_decoding(run, tmp_path):
     """decode.quantize=int8 decodes the whole validation set and says so in metrics.json."""
     out_dir = tmp_path / "eval"

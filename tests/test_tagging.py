@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from textfixtures import PRESETS, TINY, slice_of, tiny_model
@@ -138,6 +140,15 @@ def test_debug_run_and_predict_word_slash_tag(compose_cfg, tmp_path):
     assert [w for w, _ in pairs] == ["The", "zorblax", "sat", "."]
     assert all(t in UPOS for _, t in pairs)
     assert (tmp_path / "attn" / "attention_000.png").is_file()
+    # seqlab eval on your own CoNLL-U test file: data.test.path over the checkpoint's data config
+    from seqlab.evaluate import evaluate
+
+    mine = slice_of("ud_ewt/en_ewt-ud-dev.conllu.gz", tmp_path / "mine.conllu.gz", 60)
+    ev = compose_cfg([f"ckpt_path={run / 'checkpoints' / 'best.pt'}", "split=test", f"data.test.path={mine}"],
+                     config_name="eval")
+    result = evaluate(ev, tmp_path / "eval")
+    assert 0 <= result["test/acc"] <= 100
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["split"] == "test"
 
 
 @pytest.mark.slow

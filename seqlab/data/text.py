@@ -244,6 +244,9 @@ def load_parallel(
         origin = name
     else:
         for split, spec in files.items():
+            if fmt == "text" and spec.get("path"):
+                raise DataError(f"data.{split}.path={spec['path']}: a table needs data.format=tsv, csv, "
+                                f"jsonl or auto; plain text files are data.{split}.src and data.{split}.tgt")
             if fmt == "text" or (fmt == "auto" and not spec.get("path")):
                 if not spec.get("src") and not spec.get("tgt"):
                     continue
