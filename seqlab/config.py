@@ -196,6 +196,21 @@ class VocabConfig:
     shared: bool = False  # one vocabulary for source and target
 
 
+class SubwordKind(str, Enum):
+    none = "none"  # words are the units
+    bpe = "bpe"  # byte-pair encoding (SentencePiece)
+    unigram = "unigram"  # a unigram language model's pieces (SentencePiece)
+
+
+@dataclass
+class SubwordConfig:
+    """Subword units learnt from the training split (seqlab/data/subword.py)."""
+
+    kind: SubwordKind = SubwordKind.none
+    vocab_size: int = 8000  # pieces per model (fewer when the text supports fewer)
+    shared: bool = True  # one model for source and target text
+
+
 @dataclass
 class TranslationTaskConfig:
     _target_: str = "seqlab.tasks.translation.TranslationTask"
@@ -204,6 +219,7 @@ class TranslationTaskConfig:
     monitor: str = "val/bleu"
     monitor_mode: str = "max"
     vocab: VocabConfig = field(default_factory=VocabConfig)
+    subword: SubwordConfig = field(default_factory=SubwordConfig)
     teacher_forcing: float = 1.0
     label_smoothing: float = 0.0
     max_src_len: int = 100  # longer training pairs are dropped (and counted in the log)

@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
-from seqlab.config import DecodeConfig, ModelConfig, plain
+from seqlab.config import DecodeConfig, ModelConfig, SubwordConfig, plain
 from seqlab.data.batch import eval_batches, pad
+from seqlab.data.subword import SubwordModel
 from seqlab.data.text import TextCorpus, column, tokenizer_fn
 from seqlab.data.vocab import Vocab
 from seqlab.errors import DataError
@@ -107,6 +108,7 @@ class TranslationTask(Task):
         monitor: str = "val/bleu",
         monitor_mode: str = "max",
         vocab: dict | None = None,
+        subword: SubwordConfig | dict | None = None,
         teacher_forcing: float = 1.0,
         label_smoothing: float = 0.0,
         max_src_len: int = 100,
@@ -130,12 +132,17 @@ class TranslationTask(Task):
             raise ValueError("TranslationTask needs data or a saved state")
         if state is not None:
             self.src_vocab, self.tgt_vocab = Vocab(state["src_vocab"]), Vocab(state["tgt_vocab"])
+            saved = state.get("subword") or {}
+            self.src_subword = SubwordModel.from_state(saved.get("src"))
+            self.tgt_subword = self.src_subword if saved.get("shared") else SubwordModel.from_state(saved.get("tgt"))
             if data is None:
                 self.tokenizer, self.lowercase = state["tokenizer"], state["lowercase"]
                 self.src_lang, self.tgt_lang = state["src_lang"], state["tgt_lang"]
                 self.splits = {}
         else:
+            self.src_subword, self.tgt_subword = _learn_subwords(self.splits["train"], as_dataclass(SubwordConfig, subword))
             src_train, tgt_train = self.splits["train"]
+            src_train, tgt_train = self._src_units(src_train), self._tgt_units(tgt_train)
             min_freq, max_size = vocab.get("min_freq", 2), vocab.get("max_size", 50000)
             if vocab.get("shared"):
                 self.src_vocab = self.tgt_vocab = Vocab.build(src_train + tgt_train, min_freq, max_size)
@@ -148,8 +155,16 @@ class TranslationTask(Task):
         self._train = self._encode_train(max_src_len, max_tgt_len) if data is not None else None
 
     # ------------------------------------------------------------------------ data
+    def _src_units(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+        """What the source vocabulary holds: the words, or their subword pieces (task.subword)."""
+        return [list(s) for s in sentences] if self.src_subword is None else list(map(self.src_subword.encode, sentences))
+
+    def _tgt_units(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+        return [list(s) for s in sentences] if self.tgt_subword is None else list(map(self.tgt_subword.encode, sentences))
+
     def _encode_train(self, max_src: int, max_tgt: int):
         src, tgt = self.splits["train"]
+        src, tgt = self._src_units(src), self._tgt_units(tgt)
         pairs = [
             (self.src_vocab.encode(s), self.tgt_vocab.encode(t))
             for s, t in zip(src, tgt, strict=True)
@@ -207,7 +222,8 @@ class TranslationTask(Task):
         decode = as_dataclass(DecodeConfig, decode) if decode is not None else self.val_decode
         self.network.eval()
         nll, n_tok = 0.0, 0
-        pairs = [(self.src_vocab.encode(s), self.tgt_vocab.encode(t)) for s, t in zip(src, tgt, strict=True)]
+        pairs = [(self.src_vocab.encode(s), self.tgt_vocab.encode(t))
+                 for s, t in zip(self._src_units(src), self._tgt_units(tgt), strict=True)]
         for idx in eval_batches([len(s) for s, _ in pairs], decode.batch_size):
             _, nll_sum, n = self._loss(self._batch([pairs[i] for i in idx]), 1.0, 0.0)
             nll, n_tok = nll + nll_sum.item(), n_tok + n
@@ -236,7 +252,8 @@ class TranslationTask(Task):
         self.network.eval()
         network = decoding_copy(self.network, self._decoding_cache)
         v = self.tgt_vocab
-        encoded = [self.src_vocab.encode(s)[: decode.max_len * 4] or [self.src_vocab.unk_id] for s in src_tokens]
+        src_units = self._src_units(src_tokens)
+        encoded = [self.src_vocab.encode(s)[: decode.max_len * 4] or [self.src_vocab.unk_id] for s in src_units]
         results: list[Translation | None] = [None] * len(encoded)
         strategy = getattr(decode.strategy, "value", decode.strategy)
 
@@ -271,10 +288,11 @@ class TranslationTask(Task):
         for idx, hyp in zip(batches, hyps, strict=True):
             for row, i in enumerate(idx):
                 toks = v.decode(hyp.tokens[row].tolist())
+                words = toks if self.tgt_subword is None else self.tgt_subword.decode(toks)
                 attn = None
                 if hyp.attention is not None:
                     attn = hyp.attention[row, : len(toks) + 1, : len(encoded[i])].float().cpu()
-                results[i] = Translation(list(src_tokens[i]), toks, detokenize(toks, self.tokenizer),
+                results[i] = Translation(src_units[i], toks, detokenize(words, self.tokenizer),
                                          float(hyp.scores[row]), attn)
         return results  # type: ignore[return-value]
 
@@ -308,6 +326,11 @@ class TranslationTask(Task):
             "lowercase": self.lowercase,
             "src_lang": self.src_lang,
             "tgt_lang": self.tgt_lang,
+            "subword": None if self.src_subword is None else {
+                "shared": self.tgt_subword is self.src_subword,
+                "src": self.src_subword.state(),
+                "tgt": self.tgt_subword.state(),
+            },
         }
 
     def hparams(self) -> dict[str, Any]:
@@ -318,6 +341,19 @@ class TranslationTask(Task):
             "dropout": m.dropout, "direction": f"{self.src_lang}-{self.tgt_lang}",
             "params": sum(p.numel() for p in self.network.parameters()),
         }
+
+
+def _learn_subwords(train: tuple[list[list[str]], list[list[str]]], cfg: SubwordConfig):
+    """(source model, target model) learnt from the training words, the same object when shared;
+    (None, None) for ``task.subword.kind=none``."""
+    kind = plain(cfg.kind)
+    if kind == "none":
+        return None, None
+    src, tgt = train
+    if cfg.shared:
+        model = SubwordModel.train(src + tgt, kind, cfg.vocab_size)
+        return model, model
+    return SubwordModel.train(src, kind, cfg.vocab_size), SubwordModel.train(tgt, kind, cfg.vocab_size)
 
 
 def _attention_rows(t: Translation) -> list[str]:
