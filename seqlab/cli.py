@@ -40,6 +40,27 @@ def quote_free_text(arg: str) -> str:
     return m.group(0) + "'" + value.replace("'", "\\'") + "'"
 
 
+# Hydra plugins a command line can ask for, and what installs them (pyproject.toml's `sweep` extra)
+PLUGINS = {
+    "hydra/sweeper=optuna": ("hydra_plugins.hydra_optuna_sweeper", "pip install -e '.[sweep]'"),
+    "hparams_search=": ("hydra_plugins.hydra_optuna_sweeper", "pip install -e '.[sweep]'"),
+    "hydra/launcher=joblib": ("hydra_plugins.hydra_joblib_launcher", "pip install -e '.[sweep]'"),
+    "hydra/launcher=submitit": ("hydra_plugins.hydra_submitit_launcher", "pip install hydra-submitit-launcher"),
+}
+
+
+def missing_plugin(args: list[str]) -> str | None:
+    """A message naming the install command when an argument asks for a Hydra plugin that is not
+    installed (Hydra's own message only lists the options it has)."""
+    from importlib.util import find_spec
+
+    for arg in args:
+        for prefix, (module, install) in PLUGINS.items():
+            if arg.lstrip("+~").startswith(prefix) and find_spec(module) is None:
+                return f"{arg} needs a Hydra plugin that is not installed ({module}): {install}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbs = "\n".join(f"  {name:<8} {help_}" for name, (_, help_) in VERBS.items())
@@ -49,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     verb, rest = argv[0], argv[1:]
     if verb not in VERBS:
         print(f"seqlab: unknown verb {verb!r}; choose one of: {', '.join(VERBS)}", file=sys.stderr)
+        sys.exit(2)
+    if problem := missing_plugin(rest):
+        print(f"seqlab: error: {problem}", file=sys.stderr)
         sys.exit(2)
     import importlib
 

@@ -8,16 +8,41 @@ import logging
 import os
 import random
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 
 import torch
+from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 
 from seqlab.errors import ConfigError, SeqlabError
 
 log = logging.getLogger("seqlab")
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8",
+                sync: bool = False) -> Iterator:
+    """A file object for ``path`` that is written under a temporary name of its own in the same
+    directory and renamed over ``path`` when the block ends: a reader never sees a half-written
+    file, and processes writing the same path at once (a sweep's jobs filling one cache) do not
+    trip over each other's temporary files. On an error the temporary file is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
+            yield f
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 # conf/ sits beside the package in a source checkout (and an editable install).
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -159,6 +184,19 @@ def offline_defaults() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
+class JobFailed(CompactHydraException):
+    """A job of a sweep stopped by a user error: Hydra marks the job failed and prints the message
+    alone; Optuna's sweeper counts a failed trial (``hydra.sweeper.max_failure_rate``) and goes on."""
+
+
+def in_sweep() -> bool:
+    """Whether this process runs a job of a Hydra multirun (``seqlab train -m``)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn a ``SeqlabError`` into a one-line message and a non-zero exit, without a traceback."""
 
@@ -177,6 +215,8 @@ def user_errors(fn: Callable) -> Callable:
         except SeqlabError as e:
             log.debug("error: %s", e)
             print(f"seqlab: error: {e}", file=sys.stderr)
+            if in_sweep():  # the job fails, the sweep goes on (Hydra catches exceptions, not exits)
+                raise JobFailed(f"seqlab: error: {e}") from None
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             print("seqlab: interrupted; checkpoints written so far are intact", file=sys.stderr)

@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -47,8 +48,9 @@ def build_scheduler(node: DictConfig, optimizer, total_steps: int, mode: str):
     return builder(optimizer, total_steps=total_steps, mode=mode, **kwargs), node.interval
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
-    """Train one run into ``run_dir``; returns the final (and ``best/``) validation metrics."""
+def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, float]:
+    """Train one run into ``run_dir``; returns the final (and ``best/``) validation metrics.
+    ``overrides``: the command line's ``key=value`` settings, shown in TensorBoard's HParams tab."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -100,7 +102,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     log.info("start-up took %.1fs", time.perf_counter() - t_start)
     try:
         metrics = trainer.fit(task, optimizer, scheduler, interval, logger, checkpointer, resume)
-        logger.hparams(task.hparams(), metrics)
+        logger.hparams(run_hparams(task.hparams(), cfg, overrides), metrics)
     finally:
         logger.close()
     summary = {
@@ -126,10 +128,23 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     return metrics
 
 
+def run_hparams(task_hparams: dict[str, Any], cfg: DictConfig, overrides: list[str] | None) -> dict[str, Any]:
+    """The HParams tab's row of a run: the task's own (model sizes, ...), the learning rate, batch
+    size and seed, and every setting the command line gave a value (what a sweep varies)."""
+    out = {**task_hparams, "optimizer.lr": cfg.optimizer.lr, "trainer.batch_size": cfg.trainer.batch_size,
+           "seed": cfg.seed}
+    for override in overrides or []:
+        key = override.split("=", 1)[0].lstrip("+~")
+        value = OmegaConf.select(cfg, key, default=None) if "/" not in key else None
+        if isinstance(value, (int, float, str, bool)):
+            out[key] = value
+    return out
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 @user_errors
 def main(cfg: DictConfig) -> float | None:
-    run_dir = HydraConfig.get().runtime.output_dir
-    metrics = train(cfg, run_dir)
+    hc = HydraConfig.get()
+    metrics = train(cfg, hc.runtime.output_dir, overrides=list(hc.overrides.task))
     monitor = OmegaConf.select(cfg, "task.monitor")
     return metrics.get(f"best/{monitor}", metrics.get(monitor))  # a sweeper's objective

@@ -235,3 +235,39 @@ def test_multirun_one_directory_per_job_and_a_summary(cli_env, tmp_path):
     for j in jobs:
         assert str(j) in table
         assert j.name.startswith(("0_", "1_")) and len(j.name) <= 130  # readable, not too long
+
+
+def test_a_failing_job_of_a_sweep_lets_the_others_run(cli_env, tmp_path):
+    """A job stopped by a user error fails alone: the other jobs run, the summary table lists it as
+    FAILED, the sweep exits non-zero with the message, and TensorBoard's HParams row of a job holds
+    the settings its command line gave."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    sweep = tmp_path / "sweep"
+    proc = seqlab(cli_env, "train", "-m", *TINY, "model.hidden_size=15,16", "optimizer.lr=0.003",
+                  "trainer.max_steps=1", "trainer.limit_eval=4", "task.num_samples=0", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 1 and "model.hidden_size=15 must be even" in proc.stderr
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [(j / "metrics.json").is_file() for j in jobs] == [False, True]
+    table = proc.stdout[proc.stdout.index("sweep summary"):]
+    assert table.count("FAILED") == 1 and "val/bleu" in table
+    acc = EventAccumulator(str(jobs[1] / "tb"), size_guidance={"tensors": 0})
+    acc.Reload()
+    hparams = acc.summary_metadata  # the HParams plugin's session start info carries the values
+    blob = b"".join(m.plugin_data.content for m in hparams.values() if m.plugin_data.plugin_name == "hparams")
+    assert b"optimizer.lr" in blob and b"model.hidden_size" in blob
+
+
+def test_a_missing_hydra_plugin_names_its_install_command(monkeypatch, cli_env):
+    import importlib.util
+
+    from seqlab.cli import missing_plugin
+
+    assert missing_plugin(["model=gru", "trainer=debug"]) is None
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    assert "pip install -e '.[sweep]'" in missing_plugin(["experiment=sst2", "hparams_search=sst2_optuna"])
+    assert "hydra-submitit-launcher" in missing_plugin(["hydra/launcher=submitit_slurm"])
+    monkeypatch.undo()
+    if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:  # as on this project's machine
+        proc = seqlab(cli_env, "train", "-m", "hydra/launcher=submitit_slurm")
+        assert proc.returncode == 2 and "pip install hydra-submitit-launcher" in proc.stderr

@@ -10,6 +10,7 @@ import torch
 
 from seqlab.data.vocab import Vocab
 from seqlab.errors import DataError
+from seqlab.runtime import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,6 @@ def load_vectors(path: str, vocab: Vocab, dim: int, key: str = "task.embeddings.
 
 def write_vectors(path: Path, words: list[str], vectors: torch.Tensor) -> None:
     """GloVe text format: ``word v1 ... vD`` per line (what ``task.embeddings.path`` reads)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         for w, v in zip(words, vectors.tolist(), strict=True):
             f.write(w + " " + " ".join(f"{x:.5f}" for x in v) + "\n")
-    tmp.replace(path)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from seqlab.errors import SeqlabError
+from seqlab.runtime import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -232,8 +233,6 @@ class FeatureCache:
         path = self._path(split)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(self.feats[split], tmp)
-        tmp.replace(path)
+        with atomic_file(path, "wb") as f:
+            torch.save(self.feats[split], f)
         log.info("features of %s cached in %s", split, path)

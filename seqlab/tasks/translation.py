@@ -29,6 +29,7 @@ from seqlab.models.search import (
     worker_count,
 )
 from seqlab.models.seq2seq import Seq2Seq
+from seqlab.runtime import atomic_file
 from seqlab.tasks.base import StepOutput, Task, as_dataclass
 
 log = logging.getLogger(__name__)
@@ -88,10 +89,8 @@ class TokenCache:
             tgt = [tok(t.lower() if lower else t) for t in column(ds, "tgt")]
             out[split] = (src, tgt)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(out), encoding="utf-8")
-            tmp.replace(path)
+            with atomic_file(path) as f:
+                json.dump(out, f)
         return out
 
 

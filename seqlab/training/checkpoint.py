@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 import torch
 
 from seqlab.errors import CheckpointError
+from seqlab.runtime import atomic_file
 
 FORMAT = "seqlab-checkpoint"
 VERSION = 1
@@ -31,18 +30,8 @@ def model_checkpoint(task: Any, config: dict[str, Any], step: int | None,
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """Write to a temporary file in the same directory, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb", sync=True) as f:
+        torch.save(obj, f)
 
 
 def load(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
