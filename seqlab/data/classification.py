@@ -19,9 +19,9 @@ from seqlab.data.hub import label_names, open_hub
 from seqlab.data.text import (
     TABLE_FORMATS,
     _file_digest,
-    carve_indices,
     column,
     read_table,
+    require_train_and_val,
     tokenizer_fn,
 )
 from seqlab.errors import DataError
@@ -115,13 +115,8 @@ def _to_split(texts, labels, where, names, corpus_args, origin: str) -> Labelled
     return out
 
 
-def _carve_val(train: LabelledSplit, fraction: float, seed: int) -> tuple[LabelledSplit, LabelledSplit]:
-    """A seeded random ``fraction`` of train becomes the validation split."""
-    def pick(ids):
-        return LabelledSplit([train.tokens[i] for i in ids], [train.labels[i] for i in ids], [train.where[i] for i in ids])
-
-    train_idx, val_idx = carve_indices(len(train.tokens), fraction, seed)
-    return pick(train_idx), pick(val_idx)
+def _subset(split: LabelledSplit, ids: list[int]) -> LabelledSplit:
+    return LabelledSplit([split.tokens[i] for i in ids], [split.labels[i] for i in ids], [split.where[i] for i in ids])
 
 
 def load_classification(
@@ -175,15 +170,7 @@ def load_classification(
         origin = _file_digest(paths)
     else:
         raise DataError(f"data.format={fmt!r}: labelled texts are read from tsv, csv, jsonl (auto: by file name) or hub")
-    if "train" not in splits:
-        raise DataError("data.train.path: no training split given")
-    if val_fraction > 0:
-        if "val" in splits:
-            raise DataError("data.val_fraction > 0 carves validation out of train, but data.val.path is also set; use one")
-        splits["train"], splits["val"] = _carve_val(splits["train"], val_fraction, split_seed)
-        log.info("validation split: %d examples carved from train (seed %d)", len(splits["val"].tokens), split_seed)
-    if "val" not in splits:
-        raise DataError("data.val.path: no validation split given (or set data.val_fraction to carve one from train)")
+    require_train_and_val(splits, val_fraction, split_seed, _subset)
     key = f"{origin}|{text_column}|{label_column}|{args[:4]}|{val_fraction}|{split_seed}"
     if truncation != "head":  # the key of a head-truncated corpus stays what it was before this knob
         key += f"|{truncation}"

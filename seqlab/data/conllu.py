@@ -21,7 +21,7 @@ from pathlib import Path
 import datasets
 
 from seqlab.data.hub import label_names, open_hub
-from seqlab.data.text import _file_digest, carve_indices, check_text_file, column
+from seqlab.data.text import _file_digest, check_text_file, column, require_train_and_val
 from seqlab.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -135,14 +135,9 @@ def _from_hub(name: str, tokens_column: str, tag_column: str, aux_columns: Seque
     return out
 
 
-def _carve_val(train: TaggedSplit, fraction: float, seed: int) -> tuple[TaggedSplit, TaggedSplit]:
-    """A seeded random ``fraction`` of the training sentences becomes the validation split."""
-    def pick(ids):
-        return TaggedSplit([train.tokens[i] for i in ids], [train.tags[i] for i in ids],
-                           {c: [tags[i] for i in ids] for c, tags in train.aux.items()})
-
-    train_idx, val_idx = carve_indices(len(train.tokens), fraction, seed)
-    return pick(train_idx), pick(val_idx)
+def _subset(split: TaggedSplit, ids: list[int]) -> TaggedSplit:
+    return TaggedSplit([split.tokens[i] for i in ids], [split.tags[i] for i in ids],
+                       {c: [tags[i] for i in ids] for c, tags in split.aux.items()})
 
 
 def load_tagging(
@@ -184,16 +179,9 @@ def load_tagging(
         origin = _file_digest(paths)
     else:
         raise DataError(f"data.format={fmt!r}: tagged sentences are read from conllu or hub")
-    if "train" not in splits:
-        raise DataError("data.train.path: no training split given")
+    require_train_and_val(splits, val_fraction, split_seed, _subset, "sentences")
     if val_fraction > 0:
-        if "val" in splits:
-            raise DataError("data.val_fraction > 0 carves validation out of train, but data.val.path is also set; use one")
-        splits["train"], splits["val"] = _carve_val(splits["train"], val_fraction, split_seed)
-        log.info("validation split: %d sentences carved from train (seed %d)", len(splits["val"].tokens), split_seed)
         origin += f"|val_fraction={val_fraction}|{split_seed}"
-    if "val" not in splits:
-        raise DataError("data.val.path: no validation split given (or set data.val_fraction to carve one from train)")
     for split, s in splits.items():
         log.info("%s: %d sentences, %d tokens", split, len(s.tokens), sum(map(len, s.tokens)))
     key = f"{origin}|{tag_column}|{tokens_column}" + "".join(f"|{c}" for c in aux_columns)

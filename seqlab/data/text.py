@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from seqlab.data.hub import hf_datasets, open_hub
 from seqlab.errors import DataError
@@ -73,6 +73,23 @@ def carve_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
     if n_val >= n:
         raise DataError(f"data.val_fraction={fraction}: leaves no training examples (of {n})")
     return sorted(idx[n_val:]), sorted(idx[:n_val])
+
+
+def require_train_and_val(splits: dict[str, Any], val_fraction: float, seed: int,
+                          pick: Callable[[Any, list[int]], Any], unit: str = "examples") -> None:
+    """``splits`` must hold ``train``, and ``val`` either given or carved out of train by
+    ``data.val_fraction`` (``pick(split, indices)``: the split's subset); raises naming the keys."""
+    if "train" not in splits:
+        raise DataError("data.train.path: no training split given")
+    if val_fraction > 0:
+        if "val" in splits:
+            raise DataError("data.val_fraction > 0 carves validation out of train, but data.val.path is also set; "
+                            "use one")
+        train_idx, val_idx = carve_indices(len(splits["train"].tokens), val_fraction, seed)
+        splits["train"], splits["val"] = pick(splits["train"], train_idx), pick(splits["train"], val_idx)
+        log.info("validation split: %d %s carved from train (seed %d)", len(val_idx), unit, seed)
+    if "val" not in splits:
+        raise DataError("data.val.path: no validation split given (or set data.val_fraction to carve one from train)")
 
 
 def column(ds: datasets.Dataset, name: str) -> list:
