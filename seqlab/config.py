@@ -222,7 +222,7 @@ class TranslationTaskConfig:
     subword: SubwordConfig = field(default_factory=SubwordConfig)
     teacher_forcing: float = 1.0
     label_smoothing: float = 0.0
-    max_src_len: int = 100  # longer training pairs are dropped (and counted in the log)
+    max_src_len: int = 100  # longer training pairs are dropped (and counted); units: pieces with subword
     max_tgt_len: int = 100
     val_decode: DecodeConfig = field(default_factory=DecodeConfig)
     num_samples: int = 3  # validation sentences shown as text and attention maps

@@ -94,3 +94,23 @@ def test_translation_on_subwords_trains_saves_and_restores(tmp_path, shared):
     assert out.src_tokens[0] == "\u2581zwei"  # the source as pieces: the attention map's columns
     assert "\u2581" not in out.text  # the output as words
     assert out.attention is None or out.attention.shape[1] == len(out.src_tokens)
+
+
+@pytest.mark.unit
+def test_a_learnt_model_is_read_back_from_the_cache(tmp_path, monkeypatch):
+    from seqlab.config import SubwordConfig
+    from seqlab.tasks.translation import _learn_subwords
+
+    train = (sentences(200, seed=1), sentences(200, seed=2))
+    cfg = SubwordConfig(kind="bpe", vocab_size=40, shared=False)
+    src, tgt = _learn_subwords(train, cfg, tmp_path / "subword" / "corpus")
+    assert src is not tgt and sorted(p.name for p in (tmp_path / "subword").iterdir()) == [
+        "corpus-bpe-40-src.model", "corpus-bpe-40-tgt.model"]
+
+    def fail(*a, **k):
+        raise AssertionError("learnt again")
+
+    monkeypatch.setattr(SubwordModel, "train", fail)
+    src2, tgt2 = _learn_subwords(train, cfg, tmp_path / "subword" / "corpus")
+    assert src2.proto == src.proto and tgt2.proto == tgt.proto
+    assert _learn_subwords(train, SubwordConfig(), tmp_path / "subword" / "corpus") == (None, None)

@@ -59,9 +59,9 @@ class Batch:
 
 @dataclass
 class Translation:
-    src_tokens: list[str]
-    tokens: list[str]
-    text: str
+    src_tokens: list[str]  # the units the network read: words, or pieces with task.subword
+    tokens: list[str]  # the units it wrote (the attention map's rows)
+    text: str  # the words, detokenised
     score: float
     attention: torch.Tensor | None  # len(tokens)+1 x len(src_tokens) (incl. </s>), or None
 
@@ -139,7 +139,9 @@ class TranslationTask(Task):
                 self.src_lang, self.tgt_lang = state["src_lang"], state["tgt_lang"]
                 self.splits = {}
         else:
-            self.src_subword, self.tgt_subword = _learn_subwords(self.splits["train"], as_dataclass(SubwordConfig, subword))
+            cache = Path(cache_dir) / "subword" / data.fingerprint if cache_dir else None
+            self.src_subword, self.tgt_subword = _learn_subwords(self.splits["train"],
+                                                                 as_dataclass(SubwordConfig, subword), cache)
             src_train, tgt_train = self.splits["train"]
             src_train, tgt_train = self._src_units(src_train), self._tgt_units(tgt_train)
             min_freq, max_size = vocab.get("min_freq", 2), vocab.get("max_size", 50000)
@@ -312,7 +314,8 @@ class TranslationTask(Task):
         src, tgt = self._pairs(split, self.num_samples)
         for k, t in enumerate(self.translate_tokens(src)):
             ref = detokenize(tgt[k], self.tokenizer)
-            logger.text(f"{split}/sample_{k}", f"**source:** {' '.join(t.src_tokens)}  \n**reference:** {ref}  \n**output:** {t.text}", step)
+            logger.text(f"{split}/sample_{k}", f"**source:** {detokenize(src[k], self.tokenizer)}  \n"
+                        f"**reference:** {ref}  \n**output:** {t.text}", step)
             if t.attention is not None:
                 logger.attention(f"{split}/attention_{k}", t.attention, t.src_tokens, _attention_rows(t), step)
 
@@ -342,17 +345,31 @@ class TranslationTask(Task):
         }
 
 
-def _learn_subwords(train: tuple[list[list[str]], list[list[str]]], cfg: SubwordConfig):
+def _learn_subwords(train: tuple[list[list[str]], list[list[str]]], cfg: SubwordConfig,
+                    cache: Path | None = None):
     """(source model, target model) learnt from the training words, the same object when shared;
-    (None, None) for ``task.subword.kind=none``."""
+    (None, None) for ``task.subword.kind=none``. With ``cache`` (a path stem keyed by the corpus),
+    a model learnt once is read back instead of learnt again."""
     kind = plain(cfg.kind)
     if kind == "none":
         return None, None
+
+    def learn(side: str, sentences: list[list[str]]) -> SubwordModel:
+        path = cache and cache.with_name(f"{cache.name}-{kind}-{cfg.vocab_size}-{side}.model")
+        if path and path.is_file():
+            log.info("subwords from cache %s", path)
+            return SubwordModel(kind, path.read_bytes())
+        model = SubwordModel.train(sentences, kind, cfg.vocab_size)
+        if path:
+            with atomic_file(path, "wb") as f:
+                f.write(model.proto)
+        return model
+
     src, tgt = train
     if cfg.shared:
-        model = SubwordModel.train(src + tgt, kind, cfg.vocab_size)
+        model = learn("joint", src + tgt)
         return model, model
-    return SubwordModel.train(src, kind, cfg.vocab_size), SubwordModel.train(tgt, kind, cfg.vocab_size)
+    return learn("src", src), learn("tgt", tgt)
 
 
 def _attention_rows(t: Translation) -> list[str]:
