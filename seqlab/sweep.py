@@ -52,9 +52,9 @@ def job_rows(sweep_dir: Path, status: dict[str, str] | None = None) -> list[dict
         hydra_dir = d / ".hydra"
         if not (hydra_dir / "overrides.yaml").is_file():
             continue
-        num = OmegaConf.select(OmegaConf.load(hydra_dir / "hydra.yaml"), "hydra.job.num", default=None) \
-            if (hydra_dir / "hydra.yaml").is_file() else None
-        row = {"job": "?" if num is None else num, "overrides": " ".join(OmegaConf.load(hydra_dir / "overrides.yaml")),
+        num = OmegaConf.select(OmegaConf.load(hydra_dir / "hydra.yaml"), "hydra.job.num", default="?") \
+            if (hydra_dir / "hydra.yaml").is_file() else "?"
+        row = {"job": num, "overrides": " ".join(OmegaConf.load(hydra_dir / "overrides.yaml")),
                "dir": str(d), "status": (status or {}).get(str(d), "COMPLETED")}
         if (d / "metrics.json").is_file():
             m = json.loads((d / "metrics.json").read_text())
@@ -62,8 +62,8 @@ def job_rows(sweep_dir: Path, status: dict[str, str] | None = None) -> list[dict
         elif row["status"] == "COMPLETED":
             row["status"] = "FAILED"  # ran elsewhere and left no metrics
         rows.append(row)
-    return sorted(rows, key=lambda r: (not isinstance(r["job"], int), r["job"] if isinstance(r["job"], int) else 0,
-                                       r["dir"]))
+    numbered = lambda r: isinstance(r["job"], int)  # noqa: E731
+    return sorted(rows, key=lambda r: (not numbered(r), r["job"] if numbered(r) else 0, r["dir"]))
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -142,8 +142,8 @@ class TranslationTask(Task):
             cache = Path(cache_dir) / "subword" / data.fingerprint if cache_dir else None
             self.src_subword, self.tgt_subword = _learn_subwords(self.splits["train"],
                                                                  as_dataclass(SubwordConfig, subword), cache)
-            src_train, tgt_train = self.splits["train"]
-            src_train, tgt_train = self._src_units(src_train), self._tgt_units(tgt_train)
+            train_units = self._units("train")
+            src_train, tgt_train = train_units
             min_freq, max_size = vocab.get("min_freq", 2), vocab.get("max_size", 50000)
             if vocab.get("shared"):
                 self.src_vocab = self.tgt_vocab = Vocab.build(src_train + tgt_train, min_freq, max_size)
@@ -153,19 +153,19 @@ class TranslationTask(Task):
             log.info("vocabulary: %d %s / %d %s", len(self.src_vocab), self.src_lang, len(self.tgt_vocab), self.tgt_lang)
         self.network = Seq2Seq(model, len(self.src_vocab), len(self.tgt_vocab), self.src_vocab.pad_id)
         self._decoding_cache: dict[str, Any] = {}  # a low-precision copy of the network (see decoding_copy)
-        self._train = self._encode_train(max_src_len, max_tgt_len) if data is not None else None
+        if data is not None:  # the training pairs as ids, cut into pieces once for vocabulary and pairs
+            units = train_units if state is None else self._units("train")
+            self._train = self._encode_train(*units, max_src_len, max_tgt_len)
+        else:
+            self._train = None
 
     # ------------------------------------------------------------------------ data
-    def _src_units(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
-        """What the source vocabulary holds: the words, or their subword pieces (task.subword)."""
-        return [list(s) for s in sentences] if self.src_subword is None else list(map(self.src_subword.encode, sentences))
+    def _units(self, split: str, limit: int | None = None) -> tuple[list[list[str]], list[list[str]]]:
+        """A split's (source, target) as the vocabularies hold them: words, or pieces (task.subword)."""
+        src, tgt = self._pairs(split, limit)
+        return _units(self.src_subword, src), _units(self.tgt_subword, tgt)
 
-    def _tgt_units(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
-        return [list(s) for s in sentences] if self.tgt_subword is None else list(map(self.tgt_subword.encode, sentences))
-
-    def _encode_train(self, max_src: int, max_tgt: int):
-        src, tgt = self.splits["train"]
-        src, tgt = self._src_units(src), self._tgt_units(tgt)
+    def _encode_train(self, src: list[list[str]], tgt: list[list[str]], max_src: int, max_tgt: int):
         pairs = [
             (self.src_vocab.encode(s), self.tgt_vocab.encode(t))
             for s, t in zip(src, tgt, strict=True)
@@ -223,12 +223,12 @@ class TranslationTask(Task):
         decode = as_dataclass(DecodeConfig, decode) if decode is not None else self.val_decode
         self.network.eval()
         nll, n_tok = 0.0, 0
-        pairs = [(self.src_vocab.encode(s), self.tgt_vocab.encode(t))
-                 for s, t in zip(self._src_units(src), self._tgt_units(tgt), strict=True)]
+        src_units, tgt_units = self._units(split, limit)
+        pairs = [(self.src_vocab.encode(s), self.tgt_vocab.encode(t)) for s, t in zip(src_units, tgt_units, strict=True)]
         for idx in eval_batches([len(s) for s, _ in pairs], decode.batch_size):
             _, nll_sum, n = self._loss(self._batch([pairs[i] for i in idx]), 1.0, 0.0)
             nll, n_tok = nll + nll_sum.item(), n_tok + n
-        hyps = self.translate_tokens(src, decode)
+        hyps = self._translate_units(src_units, decode)
         hyp_text = [h.text for h in hyps]
         refs = [detokenize(t, self.tokenizer) for t in tgt]
         b, b_sig = bleu(hyp_text, refs)
@@ -249,11 +249,16 @@ class TranslationTask(Task):
 
     @torch.no_grad()
     def translate_tokens(self, src_tokens: Sequence[Sequence[str]], decode: Any = None) -> list[Translation]:
+        """Translate word-split sentences."""
+        return self._translate_units(_units(self.src_subword, src_tokens), decode)
+
+    @torch.no_grad()
+    def _translate_units(self, src_units: list[list[str]], decode: Any = None) -> list[Translation]:
+        """Translate sentences already in the source vocabulary's units (words or pieces)."""
         decode = as_dataclass(DecodeConfig, decode) if decode is not None else self.val_decode
         self.network.eval()
         network = decoding_copy(self.network, self._decoding_cache)
         v = self.tgt_vocab
-        src_units = self._src_units(src_tokens)
         encoded = [self.src_vocab.encode(s)[: decode.max_len * 4] or [self.src_vocab.unk_id] for s in src_units]
         results: list[Translation | None] = [None] * len(encoded)
         strategy = getattr(decode.strategy, "value", decode.strategy)
@@ -343,6 +348,11 @@ class TranslationTask(Task):
             "dropout": m.dropout, "direction": f"{self.src_lang}-{self.tgt_lang}",
             "params": sum(p.numel() for p in self.network.parameters()),
         }
+
+
+def _units(model: SubwordModel | None, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+    """Word-split sentences as words (no subword model) or as the model's pieces."""
+    return [list(s) for s in sentences] if model is None else list(map(model.encode, sentences))
 
 
 def _learn_subwords(train: tuple[list[list[str]], list[list[str]]], cfg: SubwordConfig,
