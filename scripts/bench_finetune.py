@@ -57,7 +57,7 @@ def caching(path: Path):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("preset", choices=("sst2", "imdb"))
+    ap.add_argument("preset", choices=("sst2", "sst2_imdb", "imdb"))
     ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. seed=1 task.pooling=concat")
     ap.add_argument("--lm-cache", required=True, type=Path, help="the language model's file (made by the first run)")
     args = ap.parse_intermixed_args()

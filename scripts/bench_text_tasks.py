@@ -38,7 +38,7 @@ from seqlab.config import register_schemas  # noqa: E402
 from seqlab.runtime import CONF_DIR  # noqa: E402
 from seqlab.train import train  # noqa: E402
 
-PRESETS = ("sst2", "imdb", "ud_ewt_upos", "tinyshakespeare")
+PRESETS = ("sst2", "sst2_imdb", "imdb", "ud_ewt_upos", "tinyshakespeare")
 
 
 def logged_tokens_per_sec(tb_dir: Path) -> float | None:

@@ -103,6 +103,7 @@ class TextFormat(str, Enum):
 class Tokenizer(str, Enum):
     space = "space"  # pre-tokenised text: split on whitespace
     word = "word"  # words and punctuation (regex)
+    ptb = "ptb"  # Penn-Treebank-like words, as SST-2's: "didn't" -> "did n't" (HTML line breaks removed)
     char = "char"
 
 
@@ -584,9 +585,32 @@ class LMPretrainConfig:
 
 
 @dataclass
+class LabelPretrainConfig:
+    """Supervised pretraining on another labelled corpus before the task's own labels (intermediate-
+    task transfer): the classifier learns ``data``'s labels for a budget, then the task's. It runs
+    after task.lm_pretrain, and its minutes count in the run's time too."""
+
+    # a labelled-text data config, composed from the data group in an experiment's defaults list
+    # (``- /data@task.label_pretrain.data: imdb``) or given key by key; null = off
+    data: ClassificationDataConfig | None = None
+    minutes: float = 4.0  # wall-clock budget (0: steps alone)
+    steps: int = 0  # at most this many updates (0: minutes alone)
+    batch_size: int = 32
+    lr: float = 3.0e-3
+    warmup_steps: int = 100  # the rate rises linearly to lr over these updates
+    share_head: bool = True  # the same label names as the task's: its classifier layer carries over
+    extend_vocab: bool = False  # words of data's training texts seen >= min_count times get their own row
+    min_count: int = 3
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | fast (bf16 where it beats fp32)
+    device: str = "auto"  # auto: cuda when there is one, else cpu
+    eval_limit: int = 1000  # at the end, accuracy on the first N texts of data's validation split (0: none)
+
+
+@dataclass
 class SentimentTaskConfig:
     _target_: str = "seqlab.tasks.sentiment.SentimentTask"
     _partial_: bool = True
+    _recursive_: bool = False  # label_pretrain.data is a data config: the task reads it only when it trains
     name: str = "sentiment"
     monitor: str = "val/acc"
     monitor_mode: str = "max"
@@ -597,6 +621,7 @@ class SentimentTaskConfig:
     packed: bool = True  # false: the RNN runs over the padded batch (same result; faster LSTM on a CPU)
     word_dropout: float = 0.0  # training tokens replaced by <unk> (so that unknown words have a trained input)
     lm_pretrain: LMPretrainConfig = field(default_factory=LMPretrainConfig)
+    label_pretrain: LabelPretrainConfig = field(default_factory=LabelPretrainConfig)
     eval_batch_size: int = 128
     num_samples: int = 3  # validation texts logged with their attention weights
 

@@ -167,7 +167,8 @@ def test_cli_bad_conllu_exits_cleanly(tmp_path, cli_env):
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("preset,task,monitor", [("sst2", "sentiment", "val/acc"), ("imdb", "sentiment", "val/acc"),
+@pytest.mark.parametrize("preset,task,monitor", [("sst2", "sentiment", "val/acc"), ("sst2_imdb", "sentiment", "val/acc"),
+                                                 ("imdb", "sentiment", "val/acc"),
                                                  ("ud_ewt_upos", "tagging", "val/acc"),
                                                  ("tinyshakespeare", "charlm", "val/loss")])
 def test_text_presets_compose(compose_cfg, preset, task, monitor):

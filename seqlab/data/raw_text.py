@@ -11,26 +11,14 @@ from __future__ import annotations
 
 import csv
 import gzip
-import re
 from pathlib import Path
 
 from seqlab.config import asset_path
 from seqlab.data.conllu import parse_conllu
+from seqlab.data.text import ptb_tokens  # noqa: F401  (where it lived; scripts import it from here)
 from seqlab.errors import DataError
 
 SOURCES = ("imdb", "sst2", "ud_ewt")
-
-_CLITIC = re.compile(r"(\w)(n't|'s|'ve|'re|'ll|'d|'m)\b", re.IGNORECASE)
-_TOKEN = re.compile(r"n't|'(?:s|ve|re|ll|d|m)\b|\w+(?:[-']\w+)*|\.\.\.|--|[^\w\s]", re.IGNORECASE)
-_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
-
-
-def ptb_tokens(text: str, lowercase: bool = True) -> list[str]:
-    """Penn-Treebank-like tokens, as in SST-2: ``didn't`` -> ``did n't`` (lower-cased by default)."""
-    text = _HTML_BREAK.sub(" ", text)
-    text = _CLITIC.sub(r"\1 \2", text.lower() if lowercase else text)
-    return _TOKEN.findall(text)
-
 
 def _open(path: str | Path):
     return gzip.open(path, "rt", encoding="utf-8") if str(path).endswith(".gz") else open(path, encoding="utf-8")

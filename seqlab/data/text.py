@@ -15,6 +15,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,16 +32,31 @@ EVAL_SPLITS = ("val", "test")
 _WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
+_CLITIC = re.compile(r"(\w)(n't|'s|'ve|'re|'ll|'d|'m)\b", re.IGNORECASE)
+_TOKEN = re.compile(r"n't|'(?:s|ve|re|ll|d|m)\b|\w+(?:[-']\w+)*|\.\.\.|--|[^\w\s]", re.IGNORECASE)
+_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+def ptb_tokens(text: str, lowercase: bool = True) -> list[str]:
+    """Penn-Treebank-like tokens, as in SST-2: ``didn't`` -> ``did n't`` (lower-cased by default)."""
+    text = _HTML_BREAK.sub(" ", text)
+    text = _CLITIC.sub(r"\1 \2", text.lower() if lowercase else text)
+    return _TOKEN.findall(text)
+
+
 def tokenizer_fn(kind: str) -> Callable[[str], list[str]]:
-    """``space``: split on whitespace; ``word``: words and punctuation marks; ``char``: characters."""
+    """``space``: split on whitespace; ``word``: words and punctuation marks; ``ptb``: Penn-Treebank-
+    like words, as SST-2's (``did n't``); ``char``: characters."""
     kind = getattr(kind, "value", kind)
     if kind == "space":
         return str.split
     if kind == "word":
         return _WORD_RE.findall
+    if kind == "ptb":
+        return partial(ptb_tokens, lowercase=False)
     if kind == "char":
         return list
-    raise ValueError(f"unknown tokenizer {kind!r} (space, word, char)")
+    raise ValueError(f"unknown tokenizer {kind!r} (space, word, ptb, char)")
 
 
 def detokenize(tokens: list[str], kind: str) -> str:

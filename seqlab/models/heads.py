@@ -127,15 +127,21 @@ class SequenceClassifier(nn.Module):
         self.out = nn.Linear(hidden or pooled, num_classes)
         init_uniform(self, cfg.init_range)
 
-    def classify(self, vec: torch.Tensor) -> torch.Tensor:
-        """The pooled sentence vectors B x D -> class logits B x C."""
+    def classify(self, vec: torch.Tensor, out: nn.Linear | None = None) -> torch.Tensor:
+        """The pooled sentence vectors B x D -> class logits B x C (through ``out`` instead of the
+        own output layer: another label set over the same network, ``task.label_pretrain``)."""
         x = self.dropout(vec)
         if self.hidden is not None:
             x = self.dropout(torch.relu(self.hidden(x)))
-        return self.out(x)
+        return (out or self.out)(x)
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """src: B x S ids -> logits B x C, attention weights B x S (None unless attention pooling)."""
+        vec, weights = self.pool_text(src, lengths)
+        return self.classify(vec), weights
+
+    def pool_text(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """src: B x S ids -> the pooled vectors B x D, attention weights B x S (or None)."""
         if self.packed:
             enc = self.encoder(src, lengths)
             memory, mask = enc.memory, enc.mask  # B x S x H, B x S
@@ -143,10 +149,8 @@ class SequenceClassifier(nn.Module):
             e = self.encoder
             memory = run_padded(e.rnn, e.dropout(e.embed(src)), lengths)  # B x S x H
             mask = length_mask(lengths.to(src.device), src.size(1))
-        weights = None
         if self.pooling == "attention":
-            vec, weights = self.pool(memory, mask)  # B x H, B x S
-            return self.classify(vec), weights
+            return self.pool(memory, mask)  # B x H, B x S
         pooled = {}
         if self.pooling in ("max", "concat"):
             pooled["max"] = memory.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values
@@ -155,8 +159,7 @@ class SequenceClassifier(nn.Module):
         if self.pooling in ("final", "concat"):
             # B x H: the last forward state and the first backward state of the top layer
             pooled["final"] = enc.summary if self.packed else final_states(memory, lengths, self.encoder.directions == 2)
-        vec = torch.cat([pooled[k] for k in ("final", "max", "mean") if k in pooled], dim=-1)
-        return self.classify(vec), weights
+        return torch.cat([pooled[k] for k in ("final", "max", "mean") if k in pooled], dim=-1), None
 
 
 # ----------------------------------------------------------------------------- many-to-many

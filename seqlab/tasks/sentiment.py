@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
+import random
+import re
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -20,7 +23,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from seqlab.config import EmbeddingsConfig, LMPretrainConfig, ModelConfig, plain
+from seqlab.config import (
+    EmbeddingsConfig,
+    LabelPretrainConfig,
+    LMPretrainConfig,
+    ModelConfig,
+    plain,
+)
 from seqlab.data.batch import eval_batches, pad
 from seqlab.data.classification import LabelledCorpus, LabelledSplit, tokenize_text, truncate
 from seqlab.data.vocab import Vocab
@@ -193,6 +202,118 @@ def pretrain_encoder(rnn: torch.nn.RNNBase, embed: torch.nn.Module, stream: torc
              f"{r.tokens:,}", r.seconds / 60, r.first_loss, r.last_loss)
 
 
+def label_pretrain_config(spec: LabelPretrainConfig | dict | None) -> LabelPretrainConfig | None:
+    """``task.label_pretrain`` as a ``LabelPretrainConfig`` (None when off; ``data`` stays a dict)."""
+    spec = LabelPretrainConfig(**spec) if isinstance(spec, dict) else spec
+    if spec is None or not spec.data:
+        return None
+    if spec.minutes < 0 or spec.steps < 0 or (spec.minutes == 0 and spec.steps == 0):
+        raise ConfigError(f"task.label_pretrain: give a budget, minutes > 0 or steps > 0 (got minutes={spec.minutes}, "
+                          f"steps={spec.steps})")
+    if spec.batch_size < 1 or not spec.lr > 0:
+        raise ConfigError(f"task.label_pretrain: batch_size ({spec.batch_size}) and lr ({spec.lr}) must be positive")
+    if spec.precision not in ("fp32", "bf16", "fast"):
+        raise ConfigError(f"task.label_pretrain.precision={spec.precision!r}: fp32, bf16 or fast")
+    if spec.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"task.label_pretrain.device={spec.device!r}: auto, cpu or cuda")
+    return spec
+
+
+def read_label_pretrain(spec: LabelPretrainConfig) -> LabelledCorpus:
+    """The labelled corpus of ``task.label_pretrain.data``, read as a task's own data would be."""
+    from hydra.utils import get_method
+
+    data = {k: v for k, v in spec.data.items() if not k.startswith("_")}
+    load = get_method(spec.data.get("_target_", "seqlab.data.classification.load_classification"))
+    try:
+        return load(**data)
+    except SeqlabError as e:  # the readers name data.<key>; here it is task.label_pretrain.data.<key>
+        raise type(e)(re.sub(r"(?<![\w./])data\.", "task.label_pretrain.data.", str(e))) from None
+
+
+def pretrain_on_labels(network: SequenceClassifier, vocab: Vocab, labels: Sequence[str], corpus: LabelledCorpus,
+                       spec: LabelPretrainConfig) -> None:
+    """Train ``network`` on ``corpus``'s labels for ``spec``'s budget (``task.label_pretrain``): when
+    they have the task's label names (and ``share_head``), through its own output layer, which then
+    starts the task's training where this left it; otherwise through a fresh one, thrown away after."""
+    train = corpus.splits["train"]
+    names = corpus.label_order or sorted(set(train.labels), key=_label_sort_key)
+    shared = spec.share_head and list(names) == list(labels)
+    device = resolve_device(spec.device)
+    home = next(network.parameters()).device
+    network.to(device)
+    out = None if shared else torch.nn.Linear(network.out.in_features, len(names)).to(device)
+    ids = {name: i for i, name in enumerate(names)}
+    seqs = [vocab.encode(t) or [vocab.unk_id] for t in train.tokens]
+    targets = [ids[y] for y in train.labels]
+    params = [p for p in [*network.parameters(), *(out.parameters() if out else [])] if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=spec.lr)
+    bf16 = autocast_dtype(spec.precision, device) == torch.bfloat16
+    by_length = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    batches = [by_length[i : i + spec.batch_size] for i in range(0, len(seqs), spec.batch_size)]
+    rng = random.Random(torch.initial_seed())
+    log.info("task.label_pretrain: %s labelled texts (labels %s; %s) on %s, at most %s minutes%s", f"{len(seqs):,}",
+             ", ".join(names), "the task's output layer" if shared else "an output layer of its own", device,
+             f"{spec.minutes:g}", f" / {spec.steps} steps" if spec.steps else "")
+    t0 = time.perf_counter()
+    step = tokens = texts = 0
+    window = {"loss": 0.0, "right": 0, "n": 0}
+
+    def over() -> bool:
+        return (spec.steps > 0 and step >= spec.steps) or (spec.minutes > 0 and time.perf_counter() - t0 >= spec.minutes * 60)
+
+    def batch(idx: Sequence[int], text_ids: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        src, lengths = pad([text_ids[i] for i in idx], vocab.pad_id)
+        return src.to(device), lengths.to(device)
+
+    network.train()
+    while not over():
+        rng.shuffle(batches)
+        for idx in batches:
+            if over():
+                break
+            src, lengths = batch(idx, seqs)
+            y = torch.tensor([targets[i] for i in idx], device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = network.classify(network.pool_text(src, lengths)[0], out)
+            loss = F.cross_entropy(logits.float(), y)
+            if not math.isfinite(loss.item()):
+                raise ConfigError(f"task.label_pretrain: the loss is {loss.item()} at step {step + 1}; "
+                                  f"lower task.label_pretrain.lr ({spec.lr})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            for group in opt.param_groups:  # linear warm-up: the output layer starts random
+                group["lr"] = spec.lr * min(1.0, (step + 1) / max(spec.warmup_steps, 1))
+            opt.step()
+            step, tokens, texts = step + 1, tokens + int(lengths.sum()), texts + len(idx)
+            window["loss"] += loss.item() * len(idx)
+            window["right"] += int((logits.argmax(-1) == y).sum())
+            window["n"] += len(idx)
+            if step % 100 == 0:
+                el = time.perf_counter() - t0
+                log.info("label pretraining: step %d  loss %.3f  acc %.2f  %.0f tok/s  %.1f min", step,
+                         window["loss"] / window["n"], 100 * window["right"] / window["n"], tokens / el, el / 60)
+                window = {"loss": 0.0, "right": 0, "n": 0}
+    seconds = time.perf_counter() - t0
+    summary = ""
+    val = corpus.splits.get("val")
+    if spec.eval_limit > 0 and val is not None:
+        network.eval()
+        n = min(spec.eval_limit, len(val.labels))
+        val_ids = [vocab.encode(t) or [vocab.unk_id] for t in val.tokens[:n]]
+        right = 0
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            for idx in eval_batches([len(s) for s in val_ids], 128):
+                pred = network.classify(network.pool_text(*batch(idx, val_ids))[0], out).argmax(-1).tolist()
+                right += sum(p == ids.get(val.labels[i], -1) for p, i in zip(pred, idx, strict=True))
+        summary = f"; its val/acc {100 * right / max(n, 1):.2f} (first {n} texts)"
+        network.train()
+    network.to(home)
+    log.info("task.label_pretrain: %d steps, %s texts (%.2f passes), %s tokens in %.1f minutes%s", step, f"{texts:,}",
+             texts / max(len(seqs), 1), f"{tokens:,}", seconds / 60, summary)
+
+
 @dataclass
 class ClassBatch:
     src: torch.Tensor  # B x S
@@ -227,6 +348,7 @@ class SentimentTask(Task):
         packed: bool = True,
         word_dropout: float = 0.0,
         lm_pretrain: LMPretrainConfig | dict | None = None,
+        label_pretrain: LabelPretrainConfig | dict | None = None,
         eval_batch_size: int = 128,
         num_samples: int = 3,
     ):
@@ -237,6 +359,7 @@ class SentimentTask(Task):
             raise ValueError("SentimentTask needs data or a saved state")
         self.splits = data.splits if data is not None else {}
         lm = self.lm_spec = lm_pretrain_config(lm_pretrain)
+        labelled = label_pretrain_config(label_pretrain)
         if state is not None:
             self.vocab, self.labels = Vocab(state["vocab"]), list(state["labels"])
             self.text_cfg = dict(state["text"])
@@ -247,6 +370,11 @@ class SentimentTask(Task):
             lm_text = read_lm_text(lm) if lm is not None else []
             self.vocab = Vocab.build(train.tokens, vocab.get("min_freq", 1), vocab.get("max_size", 50000))
             self.vocab = with_lm_words(with_vector_words(self.vocab, embeddings), lm, lm_text)
+            if labelled is not None:
+                corpus = read_label_pretrain(labelled)
+                if labelled.extend_vocab:
+                    self.vocab = extended(self.vocab, Vocab.build(corpus.splits["train"].tokens, labelled.min_count).itos,
+                                          "task.label_pretrain.extend_vocab", "task.label_pretrain.data")
             self.labels = data.label_order or sorted(set(train.labels), key=_label_sort_key)
             self.text_cfg = {"tokenizer": data.tokenizer, "lowercase": data.lowercase,
                              "strip_html": data.strip_html, "max_len": data.max_len,
@@ -273,6 +401,8 @@ class SentimentTask(Task):
                 stream = torch.tensor([i for sent in lm_text for i in self.vocab.encode(sent)], dtype=torch.long)
                 pretrain_encoder(enc.rnn, enc.embed, stream, len(self.vocab), (self.vocab.pad_id, self.vocab.unk_id),
                                  lm, model.dropout)
+            if labelled is not None:
+                pretrain_on_labels(self.network, self.vocab, self.labels, corpus, labelled)
         self._encoded: dict[str, tuple[list[list[int]], list[int]]] = {}
         self._train = self._encode("train") if data is not None else None
 
