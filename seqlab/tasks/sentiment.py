@@ -132,14 +132,19 @@ def lm_pretrain_config(spec: LMPretrainConfig | dict | None) -> LMPretrainConfig
     spec = LMPretrainConfig(**spec) if isinstance(spec, dict) else spec
     if spec is None or not spec.text:
         return None
+    check_stage(spec, "task.lm_pretrain")
+    return spec
+
+
+def check_stage(spec: LMPretrainConfig | LabelPretrainConfig, key: str) -> None:
+    """A pretraining stage's budget, precision and device are ones it can run with (``key``: its config key)."""
     if spec.minutes < 0 or spec.steps < 0 or (spec.minutes == 0 and spec.steps == 0):
-        raise ConfigError(f"task.lm_pretrain: give a budget, minutes > 0 or steps > 0 (got minutes={spec.minutes}, "
+        raise ConfigError(f"{key}: give a budget, minutes > 0 or steps > 0 (got minutes={spec.minutes}, "
                           f"steps={spec.steps})")
     if spec.precision not in ("fp32", "bf16", "fast"):
-        raise ConfigError(f"task.lm_pretrain.precision={spec.precision!r}: fp32, bf16 or fast")
+        raise ConfigError(f"{key}.precision={spec.precision!r}: fp32, bf16 or fast")
     if spec.device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"task.lm_pretrain.device={spec.device!r}: auto, cpu or cuda")
-    return spec
+        raise ConfigError(f"{key}.device={spec.device!r}: auto, cpu or cuda")
 
 
 def finetune_groups(network: torch.nn.Module, spec: LMPretrainConfig | None, embedding: Iterable[torch.nn.Parameter],
@@ -207,15 +212,9 @@ def label_pretrain_config(spec: LabelPretrainConfig | dict | None) -> LabelPretr
     spec = LabelPretrainConfig(**spec) if isinstance(spec, dict) else spec
     if spec is None or not spec.data:
         return None
-    if spec.minutes < 0 or spec.steps < 0 or (spec.minutes == 0 and spec.steps == 0):
-        raise ConfigError(f"task.label_pretrain: give a budget, minutes > 0 or steps > 0 (got minutes={spec.minutes}, "
-                          f"steps={spec.steps})")
+    check_stage(spec, "task.label_pretrain")
     if spec.batch_size < 1 or not spec.lr > 0:
         raise ConfigError(f"task.label_pretrain: batch_size ({spec.batch_size}) and lr ({spec.lr}) must be positive")
-    if spec.precision not in ("fp32", "bf16", "fast"):
-        raise ConfigError(f"task.label_pretrain.precision={spec.precision!r}: fp32, bf16 or fast")
-    if spec.device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"task.label_pretrain.device={spec.device!r}: auto, cpu or cuda")
     return spec
 
 
