@@ -230,89 +230,6 @@ def read_label_pretrain(spec: LabelPretrainConfig) -> LabelledCorpus:
         raise type(e)(re.sub(r"(?<![\w./])data\.", "task.label_pretrain.data.", str(e))) from None
 
 
-def pretrain_on_labels(network: SequenceClassifier, vocab: Vocab, labels: Sequence[str], corpus: LabelledCorpus,
-                       spec: LabelPretrainConfig) -> None:
-    """Train ``network`` on ``corpus``'s labels for ``spec``'s budget (``task.label_pretrain``): when
-    they have the task's label names (and ``share_head``), through its own output layer, which then
-    starts the task's training where this left it; otherwise through a fresh one, thrown away after."""
-    train = corpus.splits["train"]
-    names = corpus.label_order or sorted(set(train.labels), key=_label_sort_key)
-    shared = spec.share_head and list(names) == list(labels)
-    device = resolve_device(spec.device)
-    home = next(network.parameters()).device
-    network.to(device)
-    out = None if shared else torch.nn.Linear(network.out.in_features, len(names)).to(device)
-    ids = {name: i for i, name in enumerate(names)}
-    seqs = [vocab.encode(t) or [vocab.unk_id] for t in train.tokens]
-    targets = [ids[y] for y in train.labels]
-    params = [p for p in [*network.parameters(), *(out.parameters() if out else [])] if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=spec.lr)
-    bf16 = autocast_dtype(spec.precision, device) == torch.bfloat16
-    by_length = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    batches = [by_length[i : i + spec.batch_size] for i in range(0, len(seqs), spec.batch_size)]
-    rng = random.Random(torch.initial_seed())
-    log.info("task.label_pretrain: %s labelled texts (labels %s; %s) on %s, at most %s minutes%s", f"{len(seqs):,}",
-             ", ".join(names), "the task's output layer" if shared else "an output layer of its own", device,
-             f"{spec.minutes:g}", f" / {spec.steps} steps" if spec.steps else "")
-    t0 = time.perf_counter()
-    step = tokens = texts = 0
-    window = {"loss": 0.0, "right": 0, "n": 0}
-
-    def over() -> bool:
-        return (spec.steps > 0 and step >= spec.steps) or (spec.minutes > 0 and time.perf_counter() - t0 >= spec.minutes * 60)
-
-    def batch(idx: Sequence[int], text_ids: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        src, lengths = pad([text_ids[i] for i in idx], vocab.pad_id)
-        return src.to(device), lengths.to(device)
-
-    network.train()
-    while not over():
-        rng.shuffle(batches)
-        for idx in batches:
-            if over():
-                break
-            src, lengths = batch(idx, seqs)
-            y = torch.tensor([targets[i] for i in idx], device=device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = network.classify(network.pool_text(src, lengths)[0], out)
-            loss = F.cross_entropy(logits.float(), y)
-            if not math.isfinite(loss.item()):
-                raise ConfigError(f"task.label_pretrain: the loss is {loss.item()} at step {step + 1}; "
-                                  f"lower task.label_pretrain.lr ({spec.lr})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            for group in opt.param_groups:  # linear warm-up: the output layer starts random
-                group["lr"] = spec.lr * min(1.0, (step + 1) / max(spec.warmup_steps, 1))
-            opt.step()
-            step, tokens, texts = step + 1, tokens + int(lengths.sum()), texts + len(idx)
-            window["loss"] += loss.item() * len(idx)
-            window["right"] += int((logits.argmax(-1) == y).sum())
-            window["n"] += len(idx)
-            if step % 100 == 0:
-                el = time.perf_counter() - t0
-                log.info("label pretraining: step %d  loss %.3f  acc %.2f  %.0f tok/s  %.1f min", step,
-                         window["loss"] / window["n"], 100 * window["right"] / window["n"], tokens / el, el / 60)
-                window = {"loss": 0.0, "right": 0, "n": 0}
-    seconds = time.perf_counter() - t0
-    summary = ""
-    val = corpus.splits.get("val")
-    if spec.eval_limit > 0 and val is not None:
-        network.eval()
-        n = min(spec.eval_limit, len(val.labels))
-        val_ids = [vocab.encode(t) or [vocab.unk_id] for t in val.tokens[:n]]
-        right = 0
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            for idx in eval_batches([len(s) for s in val_ids], 128):
-                pred = network.classify(network.pool_text(*batch(idx, val_ids))[0], out).argmax(-1).tolist()
-                right += sum(p == ids.get(val.labels[i], -1) for p, i in zip(pred, idx, strict=True))
-        summary = f"; its val/acc {100 * right / max(n, 1):.2f} (first {n} texts)"
-        network.train()
-    network.to(home)
-    log.info("task.label_pretrain: %d steps, %s texts (%.2f passes), %s tokens in %.1f minutes%s", step, f"{texts:,}",
-             texts / max(len(seqs), 1), f"{tokens:,}", seconds / 60, summary)
-
-
 @dataclass
 class ClassBatch:
     src: torch.Tensor  # B x S
@@ -401,7 +318,7 @@ class SentimentTask(Task):
                 pretrain_encoder(enc.rnn, enc.embed, stream, len(self.vocab), (self.vocab.pad_id, self.vocab.unk_id),
                                  lm, model.dropout)
             if labelled is not None:
-                pretrain_on_labels(self.network, self.vocab, self.labels, corpus, labelled)
+                self._pretrain_on_labels(corpus, labelled)
         self._encoded: dict[str, tuple[list[list[int]], list[int]]] = {}
         self._train = self._encode("train") if data is not None else None
 
@@ -409,6 +326,86 @@ class SentimentTask(Task):
         """With ``task.lm_pretrain``, the pretrained embedding and RNN at their ``*_lr_scale``."""
         enc = self.network.encoder
         return finetune_groups(self.network, self.lm_spec, enc.embed.parameters(), enc.rnn.parameters())
+
+    def _pretrain_on_labels(self, corpus: LabelledCorpus, spec: LabelPretrainConfig) -> None:
+        """Train the network on ``corpus``'s labels for ``spec``'s budget (``task.label_pretrain``):
+        when they have the task's label names (and ``share_head``), through its own output layer,
+        which then starts the task's training where this left it; otherwise through a fresh one,
+        thrown away after."""
+        train, network = corpus.splits["train"], self.network
+        names = corpus.label_order or sorted(set(train.labels), key=_label_sort_key)
+        shared = spec.share_head and list(names) == list(self.labels)
+        home = self.device
+        self.to(resolve_device(spec.device))
+        device = self.device
+        out = None if shared else torch.nn.Linear(network.out.in_features, len(names)).to(device)
+        ids = {name: i for i, name in enumerate(names)}
+        seqs = [self.vocab.encode(t) for t in train.tokens]
+        targets = [ids[y] for y in train.labels]
+        params = [p for p in [*network.parameters(), *(out.parameters() if out else [])] if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=spec.lr)
+        bf16 = autocast_dtype(spec.precision, device) == torch.bfloat16
+        by_length = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        batches = [by_length[i : i + spec.batch_size] for i in range(0, len(seqs), spec.batch_size)]
+        rng = random.Random(torch.initial_seed())
+        log.info("task.label_pretrain: %s labelled texts (labels %s; %s) on %s, at most %s minutes%s",
+                 f"{len(seqs):,}", ", ".join(names), "the task's output layer" if shared else
+                 "an output layer of its own", device, f"{spec.minutes:g}", f" / {spec.steps} steps" if spec.steps else "")
+        t0 = time.perf_counter()
+        step = tokens = texts = 0
+        window = {"loss": 0.0, "right": 0, "n": 0}
+
+        def over() -> bool:
+            return (spec.steps > 0 and step >= spec.steps) or (spec.minutes > 0 and time.perf_counter() - t0 >= spec.minutes * 60)
+
+        def logits_of(b: ClassBatch) -> torch.Tensor:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                return network.classify(network.pool_text(b.src, b.lengths)[0], out)
+
+        network.train()
+        while not over():
+            rng.shuffle(batches)
+            for idx in batches:
+                if over():
+                    break
+                b = self._batch([seqs[i] for i in idx], [targets[i] for i in idx])
+                logits = logits_of(b)
+                loss = F.cross_entropy(logits.float(), b.labels)
+                if not math.isfinite(loss.item()):
+                    raise ConfigError(f"task.label_pretrain: the loss is {loss.item()} at step {step + 1}; "
+                                      f"lower task.label_pretrain.lr ({spec.lr})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                for group in opt.param_groups:  # linear warm-up: the output layer starts random
+                    group["lr"] = spec.lr * min(1.0, (step + 1) / max(spec.warmup_steps, 1))
+                opt.step()
+                step, tokens, texts = step + 1, tokens + int(b.lengths.sum()), texts + len(idx)
+                window["loss"] += loss.item() * len(idx)
+                window["right"] += int((logits.argmax(-1) == b.labels).sum())
+                window["n"] += len(idx)
+                if step % 100 == 0:
+                    el = time.perf_counter() - t0
+                    log.info("label pretraining: step %d  loss %.3f  acc %.2f  %.0f tok/s  %.1f min", step,
+                             window["loss"] / window["n"], 100 * window["right"] / window["n"], tokens / el, el / 60)
+                    window = {"loss": 0.0, "right": 0, "n": 0}
+        seconds = time.perf_counter() - t0
+        summary = ""
+        val = corpus.splits.get("val")
+        if spec.eval_limit > 0 and val is not None:
+            network.eval()
+            n = min(spec.eval_limit, len(val.labels))
+            val_ids = [self.vocab.encode(t) for t in val.tokens[:n]]
+            right = 0
+            with torch.no_grad():
+                for idx in eval_batches([len(s) for s in val_ids], self.eval_batch_size):
+                    b = self._batch([val_ids[i] for i in idx], [ids.get(val.labels[i], -1) for i in idx])
+                    right += int((logits_of(b).argmax(-1) == b.labels).sum())
+            summary = f"; its val/acc {100 * right / max(n, 1):.2f} (first {n} texts)"
+            network.train()
+        self.to(home)
+        log.info("task.label_pretrain: %d steps, %s texts (%.2f passes), %s tokens in %.1f minutes%s", step,
+                 f"{texts:,}", texts / max(len(seqs), 1), f"{tokens:,}", seconds / 60, summary)
 
     # ------------------------------------------------------------------------ data
     def _encode(self, split: str) -> tuple[list[list[int]], list[int]]:
