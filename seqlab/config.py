@@ -620,6 +620,7 @@ class SentimentTaskConfig:
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
     packed: bool = True  # false: the RNN runs over the padded batch (same result; faster LSTM on a CPU)
     word_dropout: float = 0.0  # training tokens replaced by <unk> (so that unknown words have a trained input)
+    adversarial: float = 0.0  # > 0: adversarial training, word vectors moved by this fraction of their norm
     lm_pretrain: LMPretrainConfig = field(default_factory=LMPretrainConfig)
     label_pretrain: LabelPretrainConfig = field(default_factory=LabelPretrainConfig)
     eval_batch_size: int = 128
@@ -642,6 +643,7 @@ class TaggingTaskConfig:
     word_dropout_alpha: float = 0.0  # and a word seen c times in training with probability alpha/(alpha+c)
     lowercase_words: bool = False  # word embeddings for lower-cased forms (characters keep the case)
     aux_weight: float = 1.0  # weight of each data.aux_columns output's loss beside the main tags'
+    adversarial: float = 0.0  # > 0: adversarial training, input vectors moved by this fraction of their norm
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
     lm_pretrain: LMPretrainConfig = field(default_factory=LMPretrainConfig)  # embedding, chars, first RNN layer
     packed: bool = True  # false: the RNNs run over the padded batch (same result; faster LSTM on a CPU)

@@ -90,10 +90,10 @@ class RNNEncoder(nn.Module):
         # nn.RNN/GRU/LSTM, several times fewer kernels); False: PyTorch's packed kernels.
         self.fused = fused
 
-    def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
-        """src: B x S ids, lengths: B."""
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor, emb: torch.Tensor | None = None) -> EncoderOutput:
+        """src: B x S ids, lengths: B; ``emb``: B x S x E vectors to read instead of ``src``'s embeddings."""
         B, S = src.shape
-        emb = self.dropout(self.embed(src))  # B x S x E
+        emb = self.dropout(self.embed(src) if emb is None else emb)  # B x S x E
         mask = length_mask(lengths.to(src.device), S)
         if self.fused and emb.device.type == "cpu":
             memory, final = masked_rnn(self.rnn, emb, lengths.to(src.device), mask)

@@ -140,14 +140,17 @@ class SequenceClassifier(nn.Module):
         vec, weights = self.pool_text(src, lengths)
         return self.classify(vec), weights
 
-    def pool_text(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """src: B x S ids -> the pooled vectors B x D, attention weights B x S (or None)."""
+    def pool_text(self, src: torch.Tensor, lengths: torch.Tensor,
+                  emb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """src: B x S ids -> the pooled vectors B x D, attention weights B x S (or None).
+        ``emb``: the word vectors B x S x E to read instead of ``src``'s embeddings (perturbed ones,
+        ``task.adversarial``)."""
+        e = self.encoder
         if self.packed:
-            enc = self.encoder(src, lengths)
+            enc = e(src, lengths, emb)
             memory, mask = enc.memory, enc.mask  # B x S x H, B x S
         else:
-            e = self.encoder
-            memory = run_padded(e.rnn, e.dropout(e.embed(src)), lengths)  # B x S x H
+            memory = run_padded(e.rnn, e.dropout(e.embed(src) if emb is None else emb), lengths)  # B x S x H
             mask = length_mask(lengths.to(src.device), src.size(1))
         if self.pooling == "attention":
             return self.pool(memory, mask)  # B x H, B x S
@@ -265,10 +268,19 @@ class SequenceTagger(nn.Module):
         chars: B x S x L character ids per position, or U x L for U distinct words with
         ``char_index`` (B x S) naming each position's row (each distinct word's features once).
         """
+        return self.tag(self.inputs(words, chars, char_index), lengths, with_aux)
+
+    def inputs(self, words: torch.Tensor, chars: torch.Tensor | None = None,
+               char_index: torch.Tensor | None = None) -> torch.Tensor:
+        """The RNN's input vectors B x S x (E + F), before dropout (``forward``'s arguments)."""
         B, S = words.shape
         if chars is not None and char_index is None:
             chars, char_index = chars.view(B * S, -1), torch.arange(B * S, device=words.device).view(B, S)
-        x = word_char_inputs(self.embed, self.fixed_embed, self.chars, words, chars, char_index)
+        return word_char_inputs(self.embed, self.fixed_embed, self.chars, words, chars, char_index)
+
+    def tag(self, x: torch.Tensor, lengths: torch.Tensor, with_aux: bool = False):
+        """Input vectors B x S x D (``inputs``) -> what ``forward`` returns."""
+        S = x.size(1)
         h = run_rnn(self.rnn, self.dropout(x), lengths, self.packed)  # B x S x H
         weights = None
         if self.attention is not None:

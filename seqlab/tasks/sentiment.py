@@ -35,6 +35,7 @@ from seqlab.data.classification import LabelledCorpus, LabelledSplit, tokenize_t
 from seqlab.data.vocab import Vocab
 from seqlab.errors import ConfigError, DataError, SeqlabError
 from seqlab.metrics import accuracy, macro_f1
+from seqlab.models.adversarial import adversarial_inputs, check_adversarial
 from seqlab.models.heads import SequenceClassifier
 from seqlab.runtime import autocast_dtype, resolve_device
 from seqlab.tasks.base import StepOutput, Task, scaled_groups
@@ -263,6 +264,7 @@ class SentimentTask(Task):
         embeddings: EmbeddingsConfig | dict | None = None,
         packed: bool = True,
         word_dropout: float = 0.0,
+        adversarial: float = 0.0,
         lm_pretrain: LMPretrainConfig | dict | None = None,
         label_pretrain: LabelPretrainConfig | dict | None = None,
         eval_batch_size: int = 128,
@@ -270,7 +272,7 @@ class SentimentTask(Task):
     ):
         self.name, self.monitor, self.monitor_mode = name, monitor, monitor_mode
         self.eval_batch_size, self.num_samples, self.model_cfg = eval_batch_size, num_samples, model
-        self.word_dropout = word_dropout
+        self.word_dropout, self.adversarial = word_dropout, check_adversarial(adversarial)
         if data is None and state is None:
             raise ValueError("SentimentTask needs data or a saved state")
         self.splits = data.splits if data is not None else {}
@@ -434,9 +436,19 @@ class SentimentTask(Task):
 
     # ---------------------------------------------------------------------- training
     def training_step(self, batch: ClassBatch) -> StepOutput:
-        logits, _ = self.network(batch.src, batch.lengths)
-        loss = F.cross_entropy(logits.float(), batch.labels)
-        return StepOutput(loss=loss, n_tokens=int(batch.lengths.sum()), logs={"loss": loss.item()})
+        x = self.network.encoder.embed(batch.src)  # B x S x E
+        loss = self._loss(x, batch)
+        logs = {"loss": loss.item()}
+        if self.adversarial > 0:  # and the loss at the word vectors moved against it
+            adv = self._loss(adversarial_inputs(loss, x, batch.lengths, self.adversarial), batch)
+            logs["adv_loss"] = adv.item()
+            loss = loss + adv
+        return StepOutput(loss=loss, n_tokens=int(batch.lengths.sum()), logs=logs)
+
+    def _loss(self, x: torch.Tensor, batch: ClassBatch) -> torch.Tensor:
+        """Cross-entropy of the classifier reading word vectors ``x`` (B x S x E) for ``batch``."""
+        vec, _ = self.network.pool_text(batch.src, batch.lengths, x)
+        return F.cross_entropy(self.network.classify(vec).float(), batch.labels)
 
     # -------------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -531,5 +543,6 @@ class SentimentTask(Task):
             "emb_size": m.emb_size, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
             "bidirectional": m.bidirectional, "dropout": m.dropout, "packed": self.network.packed,
             "word_dropout": self.word_dropout,
+            "adversarial": self.adversarial,
             "params": sum(p.numel() for p in self.network.parameters()),
         }

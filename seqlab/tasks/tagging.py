@@ -24,6 +24,7 @@ from seqlab.data.text import tokenizer_fn
 from seqlab.data.vocab import Vocab
 from seqlab.errors import ConfigError, DataError
 from seqlab.metrics import accuracy, macro_f1
+from seqlab.models.adversarial import adversarial_inputs, check_adversarial
 from seqlab.models.bilm import frequency_ranks
 from seqlab.models.heads import SequenceTagger, word_char_inputs
 from seqlab.tasks.base import StepOutput, Task
@@ -98,6 +99,7 @@ class TaggingTask(Task):
         word_dropout_alpha: float = 0.0,
         lowercase_words: bool = False,
         aux_weight: float = 1.0,
+        adversarial: float = 0.0,
         embeddings: EmbeddingsConfig | dict | None = None,
         lm_pretrain: LMPretrainConfig | dict | None = None,
         packed: bool = True,
@@ -110,6 +112,7 @@ class TaggingTask(Task):
         if not 0.0 <= word_dropout <= 1.0 or word_dropout_alpha < 0:
             raise ConfigError(f"task.word_dropout={word_dropout} must be in [0, 1] and "
                             f"task.word_dropout_alpha={word_dropout_alpha} >= 0")
+        self.adversarial = check_adversarial(adversarial)
         self.eval_batch_size, self.num_samples, self.model_cfg = eval_batch_size, num_samples, model
         self.char_features = plain(char_features)
         if data is None and state is None:
@@ -247,14 +250,25 @@ class TaggingTask(Task):
 
     # ---------------------------------------------------------------------- training
     def training_step(self, batch: TagBatch) -> StepOutput:
-        logits, _, aux_logits = self.network(batch.words, batch.lengths, batch.chars, batch.char_index, with_aux=True)
+        x = self.network.inputs(batch.words, batch.chars, batch.char_index)
+        loss, tag_loss = self._loss(x, batch)
+        logs = {"loss": loss.item()}
+        if batch.aux:
+            logs["tag_loss"] = tag_loss.item()
+        if self.adversarial > 0:  # and the loss at the input vectors moved against it
+            adv, _ = self._loss(adversarial_inputs(loss, x, batch.lengths, self.adversarial), batch)
+            logs["adv_loss"] = adv.item()
+            loss = loss + adv
+        return StepOutput(loss=loss, n_tokens=int(batch.lengths.sum()), logs=logs)
+
+    def _loss(self, x: torch.Tensor, batch: TagBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss over input vectors ``x`` (the main tags' plus each auxiliary set's,
+        weighted) and the main tags' part alone."""
+        logits, _, aux_logits = self.network.tag(x, batch.lengths, with_aux=True)
         loss = tag_loss = self._nll(logits, batch.tags)
         for a, gold in zip(aux_logits, batch.aux, strict=True):
             loss = loss + self.aux_weight * self._nll(a, gold)
-        logs = {"loss": loss.item()}
-        if aux_logits:
-            logs["tag_loss"] = tag_loss.item()
-        return StepOutput(loss=loss, n_tokens=int(batch.lengths.sum()), logs=logs)
+        return loss, tag_loss
 
     def _nll(self, logits: torch.Tensor, gold: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         return F.cross_entropy(logits.flatten(0, 1).float(), gold.flatten(), ignore_index=self.IGNORE,
@@ -362,6 +376,7 @@ class TaggingTask(Task):
             "emb_size": m.emb_size, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
             "dropout": m.dropout, "word_dropout": self.word_dropout,
             "word_dropout_alpha": self.word_dropout_alpha, "lowercase_words": self.lowercase_words,
+            "adversarial": self.adversarial,
             "packed": self.network.packed, "tags": self.tag_column,
             "aux_tags": ",".join(self.aux_tags), "aux_weight": self.aux_weight,
             "params": sum(p.numel() for p in self.network.parameters()),
