@@ -89,14 +89,46 @@ def resolve_device(name: str) -> torch.device:
 def bf16_is_fast(device: torch.device) -> bool:
     """Whether bf16 matrix products beat fp32 ones on ``device`` (``precision=fast`` picks bf16 then).
 
-    On a CPU it takes AMX tiles (Intel Sapphire Rapids and later, where the hypervisor exposes
-    them): there oneDNN's bf16 matmul runs ~4x faster than fp32. AVX-512-BF16 alone is not enough:
-    on an Emerald Rapids VM without AMX, bf16 products ran at 0.53-0.74x fp32's speed
-    (``scripts/bench_matmul.py``) and the translation benchmark trained at 1,955 target tokens/s
-    in bf16 against 3,057 in fp32 (docs/translation.md, session 10). On CUDA: a GPU that supports bf16."""
+    On a CPU with AMX tiles (Intel Sapphire Rapids and later, where the hypervisor exposes them)
+    they do: oneDNN's bf16 matmul runs ~4x faster than fp32 there. Without AVX-512-BF16 they do
+    not. With AVX-512-BF16 but no AMX it depends on the CPU, so it is measured once per process
+    (``bf16_matmul_speedup``): on an Emerald Rapids VM without AMX bf16 products ran at 0.53-0.74x
+    fp32's speed and the translation benchmark trained at 1,955 target tokens/s in bf16 against
+    3,057 in fp32 (docs/translation.md, session 10); on an AMD EPYC (Zen 4) VM they ran at
+    2.3-4.4x (session 15; ``scripts/bench_matmul.py`` gives both figures for any CPU).
+    On CUDA: a GPU that supports bf16."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and _cpu_has("amx")
+    if device.type != "cpu" or not _cpu_has("avx512_bf16"):
+        return False
+    return _cpu_has("amx") or bf16_matmul_speedup() >= _BF16_FAST_ENOUGH
+
+
+_BF16_FAST_ENOUGH = 1.5  # the two kinds of CPU measured so far lie far either side (0.5-0.7x, 2.3x and up)
+
+
+@functools.cache
+def bf16_matmul_speedup() -> float:
+    """How many times faster a bf16 matrix product of a recurrent layer's size (512 x 1024 x 1024)
+    runs than the fp32 one on this CPU, with torch's threads: the best of five of each, after a
+    warm-up (~50 ms in all). Cached: measured once per process, logged."""
+    import time
+
+    a, b = torch.randn(512, 1024), torch.randn(1024, 1024)
+    best = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x, y = a.to(dtype), b.to(dtype)
+        torch.mm(x, y)  # warm-up: oneDNN picks and caches its kernel
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            torch.mm(x, y)
+            times.append(time.perf_counter() - start)
+        best[dtype] = min(times)
+    speedup = best[torch.float32] / max(best[torch.bfloat16], 1e-9)
+    log.info("bf16 matrix products run %.2fx as fast as fp32 on this CPU (AVX-512-BF16 without AMX): "
+             "precision=fast picks %s", speedup, "bf16" if speedup >= _BF16_FAST_ENOUGH else "fp32")
+    return speedup
 
 
 _CPU_PROBES = {"amx": "_is_amx_tile_supported", "avx512_bf16": "_is_avx512_bf16_supported",
@@ -135,8 +167,8 @@ def precision_name(dtype: torch.dtype | None) -> str:
 
 @functools.cache
 def _warn_slow_bf16() -> None:
-    log.warning("precision=bf16 on a CPU without AMX: its bf16 matrix products run slower than fp32 ones "
-                "(precision=fast picks fp32 here, bf16 where the CPU has AMX)")
+    log.warning("precision=bf16 on a CPU whose bf16 matrix products run no faster than fp32 ones "
+                "(precision=fast picks fp32 here; bf16 where the CPU has AMX, or AVX-512-BF16 that is fast)")
 
 
 def set_threads(n: int) -> None:

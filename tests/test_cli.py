@@ -135,6 +135,8 @@ def test_eval_precision_fast_follows_the_cpu(run, monkeypatch, amx):
     from seqlab.training import checkpoint as ckpt_io
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(runtime, "bf16_matmul_speedup", lambda: 0.6)  # without AMX: the slow kind of CPU
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: amx)
     task, _ = restore_task(ckpt_io.load(run["dir"] / "checkpoints" / "best.pt"), with_data=False, precision="fast")
     assert runtime.bf16_is_fast(task.device) is amx
