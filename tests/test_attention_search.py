@@ -302,3 +302,21 @@ def test_beam_state_keeps_one_copy_of_each_source():
     assert picked.h.size(1) == 8 and picked.memory.size(0) == 2 and picked.beams == 4
     with pytest.raises(ValueError, match="source rows"):
         state.select(rows)
+
+
+@pytest.mark.unit
+def test_attention_tanh_is_torch_tanh_in_place_and_through_autograd():
+    """``tanh_`` (2 sigmoid(2x) - 1, for speed) matches torch.tanh in value and gradient, and works in place."""
+    from seqlab.models.attention import tanh_
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 7, 16) * 4
+    y = x.clone()
+    assert tanh_(y) is y
+    torch.testing.assert_close(y, torch.tanh(x), atol=3e-7, rtol=0)
+    leaf = x.clone().requires_grad_()
+    out = tanh_(leaf * 1.0)
+    (out * torch.arange(16.0)).sum().backward()
+    expect = (1 - torch.tanh(x) ** 2) * torch.arange(16.0)
+    torch.testing.assert_close(leaf.grad, expect, atol=16 * 3e-7, rtol=1e-5)  # the weights go up to 15
+    assert torch.equal(tanh_(torch.zeros(4)), torch.zeros(4))

@@ -73,8 +73,34 @@ class AdditiveAttention(Attention):
 
     @staticmethod
     def _score(q: torch.Tensor, keys: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        hidden = (q.unsqueeze(2) + keys.unsqueeze(1)).tanh_()  # B x T x S x A; in place: one allocation
+        hidden = tanh_(q.unsqueeze(2) + keys.unsqueeze(1))  # B x T x S x A; in place: one allocation
         return hidden.reshape(-1, hidden.size(-1)).mv(v).view(hidden.shape[:-1])  # B x T x S
+
+
+def tanh_(x: torch.Tensor) -> torch.Tensor:
+    """``x.tanh_()`` as ``2 sigmoid(2x) - 1``, in place, with autograd where ``x`` needs it.
+
+    Additive attention's tanh over the B x S x A sum of keys and query is the largest elementwise
+    pass of a decoder step, and torch's CPU tanh is slow: 2.3 ms for 64 x 38 x 512 floats on 2
+    threads of an AMD EPYC VM, against 0.54 ms for this, whose error is below 2e-7 (session 15)."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Tanh.apply(x)
+    return torch.sigmoid(x.mul_(2), out=x).mul_(2).sub_(1)
+
+
+class _Tanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        with torch.no_grad():
+            y = tanh_(x)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (1 - y * y)
 
 
 class DotAttention(Attention):

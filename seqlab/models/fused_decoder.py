@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from seqlab.models.attention import tanh_
 from seqlab.models.dropout import keep_mask
 from seqlab.models.fused_encoder import cell_derivatives
 
@@ -80,7 +81,7 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
                 q = torch.addmm(bq_, hc[:, :H], wq_.t()).to(acc)
                 if keep:
                     qs[t] = q
-                hid = torch.add(keys_, q.unsqueeze(1), out=scratch).tanh_()  # B x S x A
+                hid = tanh_(torch.add(keys_, q.unsqueeze(1), out=scratch))  # B x S x A
                 scores = hid.view(-1, A).mv(v_).view(B, -1)
             else:
                 scores = torch.bmm(keys_, h.unsqueeze(2)).squeeze(2)
@@ -137,7 +138,7 @@ class _AttentionalLSTMLoop(torch.autograd.Function):
             da = torch.bmm(mem, dctx.unsqueeze(2)).squeeze(2)  # B x S
             ds = a * (da - (a * da).sum(1, keepdim=True))  # softmax
             if additive:
-                torch.add(keys_, per_step[t].unsqueeze(1), out=hid).tanh_()  # recomputed: cheaper than keeping T of them
+                tanh_(torch.add(keys_, per_step[t].unsqueeze(1), out=hid))  # recomputed: cheaper than keeping T of them
                 dv.addmv_(hid.view(-1, hid.size(-1)).t(), ds.view(-1))
                 hid2 = hid.mul_(hid)
                 dsum = ds.sum(1)
