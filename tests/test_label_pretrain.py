@@ -11,7 +11,7 @@ import torch
 from textfixtures import TINY, slice_of, tiny_model
 
 import seqlab.tasks.sentiment as sentiment
-from seqlab.data.classification import LabelledCorpus, LabelledSplit
+from seqlab.data.classification import LabelledCorpus, LabelledSplit, load_classification
 from seqlab.data.text import tokenizer_fn
 from seqlab.errors import ConfigError, DataError
 from seqlab.evaluate import restore_task
@@ -119,6 +119,25 @@ def test_bad_settings_name_the_key_or_file(tmp_path):
         task(label_pretrain=spec(str(broken)))
     with pytest.raises(ConfigError, match=r"task\.label_pretrain: batch_size \(16\) and lr \(nan\) must be positive"):
         task(label_pretrain=spec(other, lr=float("nan")))
+
+
+@pytest.mark.unit
+def test_data_errors_name_the_label_pretrain_node(tmp_path, monkeypatch):
+    """The bundled loader is told its config node, so a file named ``data.tsv`` stays as it is;
+    a loader of the user's own without ``node`` has ``data.`` in its messages rewritten."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"task\.label_pretrain\.data\.train\.path: file not found: data\.tsv$"):
+        task(label_pretrain=spec("data.tsv"))
+
+    def foreign(**kw):
+        raise DataError("data.train.path: not read")
+
+    monkeypatch.setattr(sentiment, "foreign_loader", foreign, raising=False)
+    theirs = spec("data.tsv")
+    theirs["data"]["_target_"] = "seqlab.tasks.sentiment.foreign_loader"
+    assert sentiment._takes_node(load_classification) and not sentiment._takes_node(foreign)
+    with pytest.raises(DataError, match=r"^task\.label_pretrain\.data\.train\.path: not read$"):
+        task(label_pretrain=theirs)
 
 
 

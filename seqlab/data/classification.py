@@ -61,7 +61,7 @@ def tokenize_text(text: str, tokenizer: str, lowercase: bool, strip_html: bool) 
     return tokenizer_fn(tokenizer)(text.lower() if lowercase else text)
 
 
-def truncate(tokens: list[str], max_len: int, truncation: str = "head") -> list[str]:
+def truncate(tokens: list[str], max_len: int, truncation: str = "head", *, node: str = "data") -> list[str]:
     """At most ``max_len`` tokens (0: all): the first ones (``head``), the last ones (``tail``), or
     the first ``max_len // 2`` and the last ``max_len - max_len // 2`` (``head_tail``: a review's
     opening and its verdict)."""
@@ -74,22 +74,22 @@ def truncate(tokens: list[str], max_len: int, truncation: str = "head") -> list[
     if truncation == "head_tail":
         head = max_len // 2
         return tokens[:head] + tokens[len(tokens) - (max_len - head):]
-    raise DataError(f"data.truncation={truncation!r}: must be head, tail or head_tail")
+    raise DataError(f"{node}.truncation={truncation!r}: must be head, tail or head_tail")
 
 
-def _read_table(split: str, path: str, fmt: str, text_col: str, label_col: str):
-    ds, fmt = read_table(split, path, fmt)
+def _read_table(split: str, path: str, fmt: str, text_col: str, label_col: str, *, node: str = "data"):
+    ds, fmt = read_table(split, path, fmt, node=node)
     for key, col in (("text_column", text_col), ("label_column", label_col)):
         if col not in ds.column_names:
             raise DataError(
-                f"{path}: no column {col!r} (columns: {', '.join(ds.column_names)}); set data.{key}"
+                f"{path}: no column {col!r} (columns: {', '.join(ds.column_names)}); set {node}.{key}"
             )
     first_line = 2 if fmt in ("tsv", "csv") else 1  # header line
     where = [f"{path}:{i + first_line}" for i in range(len(ds))]
     return column(ds, text_col), column(ds, label_col), where
 
 
-def _to_split(texts, labels, where, names, corpus_args, origin: str) -> LabelledSplit:
+def _to_split(texts, labels, where, names, corpus_args, origin: str, *, node: str = "data") -> LabelledSplit:
     tok_kind, lower, strip_html, max_len, truncation = corpus_args
     out = LabelledSplit([], [], [])
     empty, truncated = [], 0
@@ -101,14 +101,14 @@ def _to_split(texts, labels, where, names, corpus_args, origin: str) -> Labelled
             empty.append(w)
             continue
         if max_len and len(toks) > max_len:
-            toks, truncated = truncate(toks, max_len, truncation), truncated + 1
+            toks, truncated = truncate(toks, max_len, truncation, node=node), truncated + 1
         out.tokens.append(toks)
         out.labels.append(names[int(label)] if names is not None else str(label).strip())
         out.where.append(w)
     if empty:
         log.warning("%s: dropped %d empty text(s) (first at %s)", origin, len(empty), empty[0])
     if truncated:
-        log.info("%s: truncated %d of %d texts to data.max_len=%d tokens (%s)", origin, truncated, len(out.tokens),
+        log.info("%s: truncated %d of %d texts to %s.max_len=%d tokens (%s)", origin, truncated, len(out.tokens), node,
                  max_len, truncation)
     if not out.tokens:
         raise DataError(f"{origin}: no non-empty texts")
@@ -134,8 +134,11 @@ def load_classification(
     strip_html: bool = False,
     max_len: int = 0,
     truncation: str = "head",
+    *,
+    node: str = "data",
 ) -> LabelledCorpus:
-    """Read labelled texts (train, val, optional test) into a ``LabelledCorpus``."""
+    """Read labelled texts (train, val, optional test) into a ``LabelledCorpus``; messages name the
+    config keys under ``node``, the config node these arguments came from."""
     fmt = getattr(format, "value", format)
     tok = getattr(tokenizer, "value", tokenizer)
     truncation = getattr(truncation, "value", truncation)
@@ -145,12 +148,14 @@ def load_classification(
     order = None
     if fmt == "hub":
         if not name:
-            raise DataError("data.name: a hub dataset name is required with data.format=hub")
-        hub = open_hub(name, "the bundled data (data=sst2, data=imdb) or your own files (data=table_classification)")
+            raise DataError(f"{node}.name: a hub dataset name is required with {node}.format=hub")
+        hub = open_hub(name, "the bundled data (data=sst2, data=imdb) or your own files (data=table_classification)",
+                       node=node)
         for split, ds in hub.items():
             for key, col in (("text_column", text_column), ("label_column", label_column)):
                 if col not in ds.column_names:
-                    raise DataError(f"data.name={name!r}[{split}]: no column {col!r} ({ds.column_names}); set data.{key}")
+                    raise DataError(f"{node}.name={name!r}[{split}]: no column {col!r} ({ds.column_names}); "
+                                    f"set {node}.{key}")
             names = label_names(ds, label_column)
             order = order or names
             labels = column(ds, label_column)
@@ -158,19 +163,22 @@ def load_classification(
                 log.info("%s[%s]: unlabelled (label -1), left out", name, split)
                 continue
             where = [f"{name}[{split}] row {i}" for i in range(len(ds))]
-            splits[split] = _to_split(column(ds, text_column), labels, where, names, args, f"{name}[{split}]")
+            splits[split] = _to_split(column(ds, text_column), labels, where, names, args, f"{name}[{split}]",
+                                      node=node)
         origin = name
     elif fmt in TABLE_FORMATS:
         paths = []
         for split, spec in files.items():
             if spec.get("path"):
-                texts, labels, where = _read_table(split, spec["path"], fmt, text_column, label_column)
-                splits[split] = _to_split(texts, labels, where, None, args, f"data.{split} ({spec['path']})")
+                texts, labels, where = _read_table(split, spec["path"], fmt, text_column, label_column, node=node)
+                splits[split] = _to_split(texts, labels, where, None, args, f"{node}.{split} ({spec['path']})",
+                                          node=node)
                 paths.append(Path(spec["path"]))
         origin = _file_digest(paths)
     else:
-        raise DataError(f"data.format={fmt!r}: labelled texts are read from tsv, csv, jsonl (auto: by file name) or hub")
-    require_train_and_val(splits, val_fraction, split_seed, _subset)
+        raise DataError(f"{node}.format={fmt!r}: labelled texts are read from tsv, csv, jsonl (auto: by file name) "
+                        "or hub")
+    require_train_and_val(splits, val_fraction, split_seed, _subset, node=node)
     key = f"{origin}|{text_column}|{label_column}|{args[:4]}|{val_fraction}|{split_seed}"
     if truncation != "head":  # the key of a head-truncated corpus stays what it was before this knob
         key += f"|{truncation}"

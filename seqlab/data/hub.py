@@ -26,16 +26,16 @@ def hf_datasets():
     return datasets
 
 
-def open_hub(name: str, fallback: str) -> dict[str, datasets.Dataset]:
+def open_hub(name: str, fallback: str, *, node: str = "data") -> dict[str, datasets.Dataset]:
     """``{"train": ..., "val": ..., "test": ...}`` (the splits the dataset has) of hub dataset
-    ``name``; offline or unreachable raises a ``DataError`` that suggests ``fallback``."""
+    ``name`` (``<node>.name``); offline or unreachable raises a ``DataError`` that suggests ``fallback``."""
     try:
         dd = hf_datasets().load_dataset(name)
     except Exception as e:  # network, offline mode, unknown name, scripts: all end here
         offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
         hint = "offline mode is on (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)" if offline else "is the hub reachable?"
         raise DataError(
-            f"data.name={name!r}: cannot load the hub dataset ({type(e).__name__}: {str(e)[:300]}); "
+            f"{node}.name={name!r}: cannot load the hub dataset ({type(e).__name__}: {str(e)[:300]}); "
             f"{hint}. Without a network use {fallback}."
         ) from None
     splits = {}
@@ -44,7 +44,7 @@ def open_hub(name: str, fallback: str) -> dict[str, datasets.Dataset]:
         if found is not None:
             splits[ours] = dd[found]
     if "train" not in splits:
-        raise DataError(f"data.name={name!r}: the dataset has no train split (splits: {', '.join(dd)})")
+        raise DataError(f"{node}.name={name!r}: the dataset has no train split (splits: {', '.join(dd)})")
     return splits
 
 

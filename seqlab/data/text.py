@@ -80,32 +80,33 @@ class TextCorpus:
         return tokenizer_fn(self.tokenizer)(text.lower() if self.lowercase else text)
 
 
-def carve_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """``data.val_fraction``: a seeded random ``fraction`` of ``n`` training examples becomes the
+def carve_indices(n: int, fraction: float, seed: int, *, node: str = "data") -> tuple[list[int], list[int]]:
+    """``<node>.val_fraction``: a seeded random ``fraction`` of ``n`` training examples becomes the
     validation split; returns (train indices, validation indices), each in file order."""
     idx = list(range(n))
     random.Random(seed).shuffle(idx)
     n_val = max(1, int(round(fraction * n)))
     if n_val >= n:
-        raise DataError(f"data.val_fraction={fraction}: leaves no training examples (of {n})")
+        raise DataError(f"{node}.val_fraction={fraction}: leaves no training examples (of {n})")
     return sorted(idx[n_val:]), sorted(idx[:n_val])
 
 
 def require_train_and_val(splits: dict[str, Any], val_fraction: float, seed: int,
-                          pick: Callable[[Any, list[int]], Any], unit: str = "examples") -> None:
+                          pick: Callable[[Any, list[int]], Any], unit: str = "examples", *, node: str = "data") -> None:
     """``splits`` must hold ``train``, and ``val`` either given or carved out of train by
-    ``data.val_fraction`` (``pick(split, indices)``: the split's subset); raises naming the keys."""
+    ``<node>.val_fraction`` (``pick(split, indices)``: the split's subset); raises naming the keys."""
     if "train" not in splits:
-        raise DataError("data.train.path: no training split given")
+        raise DataError(f"{node}.train.path: no training split given")
     if val_fraction > 0:
         if "val" in splits:
-            raise DataError("data.val_fraction > 0 carves validation out of train, but data.val.path is also set; "
+            raise DataError(f"{node}.val_fraction > 0 carves validation out of train, but {node}.val.path is also set; "
                             "use one")
-        train_idx, val_idx = carve_indices(len(splits["train"].tokens), val_fraction, seed)
+        train_idx, val_idx = carve_indices(len(splits["train"].tokens), val_fraction, seed, node=node)
         splits["train"], splits["val"] = pick(splits["train"], train_idx), pick(splits["train"], val_idx)
         log.info("validation split: %d %s carved from train (seed %d)", len(val_idx), unit, seed)
     if "val" not in splits:
-        raise DataError("data.val.path: no validation split given (or set data.val_fraction to carve one from train)")
+        raise DataError(f"{node}.val.path: no validation split given "
+                        f"(or set {node}.val_fraction to carve one from train)")
 
 
 def column(ds: datasets.Dataset, name: str) -> list:
@@ -209,17 +210,17 @@ def table_format(fmt: str, path: str | os.PathLike, key: str = "data.format") ->
                     f"set {key}=tsv, csv or jsonl")
 
 
-def read_table(split: str, path: str, fmt: str) -> tuple[datasets.Dataset, str]:
+def read_table(split: str, path: str, fmt: str, *, node: str = "data") -> tuple[datasets.Dataset, str]:
     """One split's TSV/CSV/JSONL table (``fmt`` may be ``auto``) and the format it was read as; a file
-    that cannot be read or parsed is a ``DataError`` naming it and the config key."""
-    check_text_file(path, f"data.{split}.path")
-    fmt = table_format(fmt, path)
+    that cannot be read or parsed is a ``DataError`` naming it and the config key (under ``node``)."""
+    check_text_file(path, f"{node}.{split}.path")
+    fmt = table_format(fmt, path, f"{node}.format")
     builder, kwargs = _TABLE_READERS[fmt]
     try:
         ds = hf_datasets().load_dataset(builder, data_files={split: str(path)}, split=split, **kwargs)
     except Exception as e:  # pyarrow / pandas / json errors carry the row in their message
         raise DataError(f"{path}: cannot parse as {fmt} ({type(e).__name__}: {str(e)[:300]}) "
-                        f"(data.{split}.path)") from None
+                        f"({node}.{split}.path)") from None
     return ds, fmt
 
 

@@ -8,6 +8,7 @@ per word (and draws as PNGs) and TensorBoard shows as images.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import math
 import os
@@ -225,10 +226,21 @@ def read_label_pretrain(spec: LabelPretrainConfig) -> LabelledCorpus:
 
     data = {k: v for k, v in spec.data.items() if not k.startswith("_")}
     load = get_method(spec.data.get("_target_", "seqlab.data.classification.load_classification"))
+    if _takes_node(load):
+        return load(**data, node="task.label_pretrain.data")
     try:
         return load(**data)
-    except SeqlabError as e:  # the readers name data.<key>; here it is task.label_pretrain.data.<key>
+    except SeqlabError as e:  # a loader of the user's own names data.<key>; here it is task.label_pretrain.data.<key>
         raise type(e)(re.sub(r"(?<![\w./])data\.", "task.label_pretrain.data.", str(e))) from None
+
+
+def _takes_node(fn) -> bool:
+    """Whether data loader ``fn`` takes a ``node`` keyword (the config node its messages name)."""
+    try:
+        param = inspect.signature(fn).parameters.get("node")
+    except (TypeError, ValueError):
+        return False
+    return param is not None and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
 
 
 @dataclass
