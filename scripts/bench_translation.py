@@ -159,7 +159,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--window", type=int, default=25, help="updates per timing window (median reported)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fast"],
-                    help="fast: bf16 where the CPU has AMX, else fp32 (as the presets' trainer.precision=fast)")
+                    help="fast: bf16 where its products beat fp32's (AMX, or measured), else fp32 (as the presets' trainer.precision=fast)")
     ap.add_argument("--ckpt", help="decode with this checkpoint (else the model trained here)")
     ap.add_argument("--save", help="write the trained model here (a checkpoint that --ckpt and seqlab eval read)")
     ap.add_argument("--decode-repeats", type=int, default=2)

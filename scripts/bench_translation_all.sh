@@ -6,7 +6,7 @@
 #   bash scripts/bench_translation_all.sh docs/bench/seqlab_$(date +%F).jsonl
 # SEEDS (default "42 1 2"): one one-epoch model per seed; each is decoded, greedy and beam 5 in
 # separate processes, as the peers' translate runs are (each its own peak RSS). PRECISION (default
-# fast: bf16 where the CPU has AMX, else fp32): the one-epoch models' training and decoding.
+# fast: bf16 where its products beat fp32's, else fp32): the one-epoch models' training and decoding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-outputs/bench_translation.jsonl}

@@ -8,7 +8,7 @@
 #   /tmp/peerbench/venvs/ref/bin/python ../shared/bench/peers/parse_run.py --session s9b --toolkits onmt
 # JSONL (default outputs/bench_<tag>.jsonl), CKDIR (default /tmp): where the lines and checkpoints go
 # (OUT is the peers' harness's runs folder, default /tmp/peerbench/runs);
-# PRECISION (default fast: bf16 where the CPU has AMX, else fp32): seqlab's training and decoding;
+# PRECISION (default fast: bf16 where its products beat fp32's, else fp32): seqlab's training and decoding;
 # QUANTIZE (default "none int8"): the decodings' decode.quantize, each in its own processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."

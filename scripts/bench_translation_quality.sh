@@ -4,7 +4,7 @@
 #   - choose on validation BLEU among {best.pt, the average of the last 5 checkpoints} x {beam 5, 10}
 #     and decode the test set once, with the pick.
 # Prints the training minutes and every BLEU (sacrebleu, tokenised lower-cased text; decoding in
-# PRECISION, default fast: bf16 where the CPU has AMX, fp32 elsewhere, as the preset trains).
+# PRECISION, default fast: bf16 where its products beat fp32's, fp32 elsewhere, as the preset trains).
 #   bash scripts/bench_translation_quality.sh multi30k_de_en outputs/quality_de_en [extra overrides]
 #   NO_TRAIN=1 bash scripts/bench_translation_quality.sh multi30k_de_en outputs/quality_de_en   # evaluate a finished run
 set -euo pipefail
