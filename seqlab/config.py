@@ -119,6 +119,8 @@ class ParallelDataConfig:
     _target_: str = "seqlab.data.text.load_parallel"
     format: TextFormat = TextFormat.text
     name: str | None = None  # hub dataset name (format=hub)
+    subset: str | None = None  # format=hub: the dataset's subset (config name), e.g. wmt16's de-en
+    revision: str | None = None  # format=hub: a branch, tag or commit of the dataset's repository
     src_lang: str = "de"
     tgt_lang: str = "en"
     src_column: str | None = None  # defaults to src_lang
@@ -380,6 +382,8 @@ class CaptionDataConfig:
     _target_: str = "seqlab.data.images.load_captions"
     format: CaptionFormat = CaptionFormat.coco
     name: str | None = None  # hub dataset name (format=hub)
+    subset: str | None = None  # format=hub: the dataset's subset (config name), if it has several
+    revision: str | None = None  # format=hub: a branch, tag or commit of the dataset's repository
     image_column: str = "image"  # format=hub
     caption_column: str = "captions"  # format=hub
     root: str | None = None  # relative image paths are resolved against it
@@ -504,6 +508,8 @@ class ClassificationDataConfig:
     _target_: str = "seqlab.data.classification.load_classification"
     format: TextFormat = TextFormat.tsv  # tsv | csv | jsonl | auto (by file name) | hub
     name: str | None = None  # hub dataset name (format=hub)
+    subset: str | None = None  # format=hub: the dataset's subset (config name), if it has several
+    revision: str | None = None  # format=hub: a branch, tag or commit of the dataset's repository
     text_column: str = "sentence"
     label_column: str = "label"
     train: PathSplit = field(default_factory=PathSplit)
@@ -525,6 +531,8 @@ class TaggingDataConfig:
     _target_: str = "seqlab.data.conllu.load_tagging"
     format: str = "conllu"  # conllu | hub
     name: str | None = None  # hub dataset name (format=hub)
+    subset: str | None = None  # format=hub: the dataset's subset (config name), if it has several
+    revision: str | None = None  # format=hub: a branch, tag or commit of the dataset's repository
     tag_column: str = "upos"  # conllu: upos | xpos; hub: the column holding the tags
     tokens_column: str = "tokens"  # hub only
     # more tag columns learnt beside tag_column as extra outputs (multi-task; conllu: upos, xpos,

@@ -412,7 +412,7 @@ def test_hub_token_classification_with_an_auxiliary_column(monkeypatch):
     rows = {"tokens": [["The", "cat", "sleeps"], [], ["Ann", "sleeps"]], "pos_tags": [[0, 1, 2], [], [1, 2]],
             "ner_tags": [[0, 0, 0], [], [1, 0]]}
     ds = datasets.Dataset.from_dict(rows, features=feats)
-    monkeypatch.setattr(conllu, "open_hub", lambda name, fallback: {"train": ds, "val": ds})
+    monkeypatch.setattr(conllu, "open_hub", lambda name, fallback, **kw: {"train": ds, "val": ds})
     c = load_tagging(format="hub", name="someone/pos", tag_column="ner_tags", aux_columns=["pos_tags"])
     assert c.splits["train"].tags == [["O", "O", "O"], ["B-PER", "O"]]  # the empty sentence dropped
     assert c.splits["train"].aux == {"pos_tags": [["DT", "NN", "VBZ"], ["NN", "VBZ"]]}

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqlab.data.hub import label_names, open_hub
+from seqlab.data.hub import hub_origin, label_names, open_hub
 from seqlab.data.text import (
     TABLE_FORMATS,
     _file_digest,
@@ -96,6 +96,9 @@ def _to_split(texts, labels, where, names, corpus_args, origin: str, *, node: st
     for text, label, w in zip(texts, labels, where, strict=True):
         if label is None or str(label).strip() == "":
             raise DataError(f"{w}: empty label (every row needs a label in the label column)")
+        if names is not None and not 0 <= int(label) < len(names):  # -1: the hub's "no label"
+            raise DataError(f"{w}: label {label} is not a class id of {node}.label_column (0 to {len(names) - 1}: "
+                            f"{', '.join(names)}); -1 marks an unlabelled row")
         toks = tokenize_text(str(text or ""), tok_kind, lower, strip_html)
         if not toks:
             empty.append(w)
@@ -134,6 +137,8 @@ def load_classification(
     strip_html: bool = False,
     max_len: int = 0,
     truncation: str = "head",
+    subset: str | None = None,
+    revision: str | None = None,
     *,
     node: str = "data",
 ) -> LabelledCorpus:
@@ -150,7 +155,8 @@ def load_classification(
         if not name:
             raise DataError(f"{node}.name: a hub dataset name is required with {node}.format=hub")
         hub = open_hub(name, "the bundled data (data=sst2, data=imdb) or your own files (data=table_classification)",
-                       node=node)
+                       subset=subset, revision=revision, node=node,
+                       val_hint=None if val_fraction > 0 else f"set {node}.val_fraction to carve one from train")
         for split, ds in hub.items():
             for key, col in (("text_column", text_column), ("label_column", label_column)):
                 if col not in ds.column_names:
@@ -165,7 +171,7 @@ def load_classification(
             where = [f"{name}[{split}] row {i}" for i in range(len(ds))]
             splits[split] = _to_split(column(ds, text_column), labels, where, names, args, f"{name}[{split}]",
                                       node=node)
-        origin = name
+        origin = hub_origin(name, subset, revision)
     elif fmt in TABLE_FORMATS:
         paths = []
         for split, spec in files.items():
@@ -178,7 +184,7 @@ def load_classification(
     else:
         raise DataError(f"{node}.format={fmt!r}: labelled texts are read from tsv, csv, jsonl (auto: by file name) "
                         "or hub")
-    require_train_and_val(splits, val_fraction, split_seed, _subset, node=node)
+    require_train_and_val(splits, val_fraction, split_seed, _subset, node=node, hub=name if fmt == "hub" else None)
     key = f"{origin}|{text_column}|{label_column}|{args[:4]}|{val_fraction}|{split_seed}"
     if truncation != "head":  # the key of a head-truncated corpus stays what it was before this knob
         key += f"|{truncation}"

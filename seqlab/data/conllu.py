@@ -20,7 +20,7 @@ from pathlib import Path
 
 import datasets
 
-from seqlab.data.hub import label_names, open_hub
+from seqlab.data.hub import hub_origin, label_names, open_hub
 from seqlab.data.text import _file_digest, check_text_file, column, require_train_and_val
 from seqlab.errors import DataError
 
@@ -117,8 +117,10 @@ def _hub_tags(ds, where: str, col: str, toks: list, keep: list[int]) -> list[lis
     return [[names[t] if names else str(t) for t in tags[i]] for i in keep]
 
 
-def _from_hub(name: str, tokens_column: str, tag_column: str, aux_columns: Sequence[str]) -> dict[str, TaggedSplit]:
-    hub = open_hub(name, "the bundled data (data=ud_ewt) or your own CoNLL-U files (data=conllu)")
+def _from_hub(name: str, tokens_column: str, tag_column: str, aux_columns: Sequence[str], subset: str | None,
+              revision: str | None, val_fraction: float) -> dict[str, TaggedSplit]:
+    hub = open_hub(name, "the bundled data (data=ud_ewt) or your own CoNLL-U files (data=conllu)", subset=subset,
+                   revision=revision, val_hint=None if val_fraction > 0 else "set data.val_fraction to carve one from train")
     out = {}
     for split, ds in hub.items():
         keys = [("tokens_column", tokens_column), ("tag_column", tag_column), *(("aux_columns", c) for c in aux_columns)]
@@ -152,6 +154,8 @@ def load_tagging(
     aux_columns: Sequence[str] = (),
     val_fraction: float = 0.0,
     split_seed: int = 1234,
+    subset: str | None = None,
+    revision: str | None = None,
 ) -> TaggedCorpus:
     """Read tagged sentences (train, val, optional test) into a ``TaggedCorpus``."""
     fmt = getattr(format, "value", format)
@@ -162,8 +166,8 @@ def load_tagging(
     if fmt == "hub":
         if not name:
             raise DataError("data.name: a hub dataset name is required with data.format=hub")
-        splits = _from_hub(name, tokens_column, tag_column, aux_columns)
-        origin = name
+        splits = _from_hub(name, tokens_column, tag_column, aux_columns, subset, revision, val_fraction)
+        origin = hub_origin(name, subset, revision)
     elif fmt == "conllu":
         tag_column, aux_columns = tag_column.lower(), [c.lower() for c in aux_columns]
         if tag_column not in ("upos", "xpos"):
@@ -179,7 +183,7 @@ def load_tagging(
         origin = _file_digest(paths)
     else:
         raise DataError(f"data.format={fmt!r}: tagged sentences are read from conllu or hub")
-    require_train_and_val(splits, val_fraction, split_seed, _subset, "sentences")
+    require_train_and_val(splits, val_fraction, split_seed, _subset, "sentences", hub=name if fmt == "hub" else None)
     if val_fraction > 0:
         origin += f"|val_fraction={val_fraction}|{split_seed}"
     for split, s in splits.items():

@@ -274,16 +274,20 @@ def _build_split(rows, image_dir: Path, size: int, policy: str, where: str) -> t
     return CaptionSplit(images, [kept_rows[i][1] for i in keep], [kept_rows[i][0] for i in keep]), paths
 
 
-def _load_hub_captions(name: str, image_column: str, caption_column: str, size: int) -> dict[str, CaptionSplit]:
+def _load_hub_captions(name: str, image_column: str, caption_column: str, size: int, subset: str | None = None,
+                       revision: str | None = None) -> dict[str, CaptionSplit]:
     from seqlab.data.hub import open_hub
 
     fallback = ("the bundled sample (data=coco_mini), your own files (data=coco data.root=... or data=flickr) "
                 "or the synthetic set (data=synthetic_captions)")
+    hub = open_hub(name, fallback, subset=subset, revision=revision,
+                   val_hint=f"captioning needs one: use a dataset that has one, or {fallback}")
     splits = {}
-    for ours, ds in open_hub(name, fallback).items():
-        for c in (image_column, caption_column):
+    for ours, ds in hub.items():
+        for key, c in (("image_column", image_column), ("caption_column", caption_column)):
             if c not in ds.column_names:
-                raise DataError(f"data.name={name!r}: split {ours!r} has no column {c!r} ({ds.column_names})")
+                raise DataError(f"data.name={name!r}: split {ours!r} has no column {c!r} ({ds.column_names}); "
+                                f"set data.{key}")
         arrays, captions, names = [], [], []
         for i, row in enumerate(ds):
             caps = row[caption_column]
@@ -302,6 +306,11 @@ def _load_hub_captions(name: str, image_column: str, caption_column: str, size: 
         if arrays:
             splits[ours] = CaptionSplit(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(),
                                         captions, names)
+        elif ours != "test":
+            raise DataError(f"data.name={name!r}: split {ours!r} has no row with both an image and a caption "
+                            "(data.image_column, data.caption_column)")
+        else:
+            log.warning("%s[test]: no row with both an image and a caption; left out", name)
     return splits
 
 
@@ -326,6 +335,8 @@ def load_captions(
     tokenizer: str = "word",
     lowercase: bool = True,
     on_bad_image: str = "skip",
+    subset: str | None = None,
+    revision: str | None = None,
 ) -> ImageCaptionCorpus:
     """Read an image-caption corpus (train, val and optionally test) into an ``ImageCaptionCorpus``."""
     fmt = plain(format)
@@ -333,10 +344,12 @@ def load_captions(
     splits: dict[str, CaptionSplit] = {}
     paths: list[Path] = []
     if fmt == "hub":
+        from seqlab.data.hub import hub_origin
+
         if not name:
             raise DataError("data.name: a hub dataset name is required with data.format=hub")
-        splits = _load_hub_captions(name, image_column, caption_column, image_size)
-        origin = name
+        splits = _load_hub_captions(name, image_column, caption_column, image_size, subset, revision)
+        origin = hub_origin(name, subset, revision)
     else:
         for split, spec in files.items():
             if not spec.get("captions"):

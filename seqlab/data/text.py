@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqlab.data.hub import hf_datasets, open_hub
+from seqlab.data.hub import hf_datasets, hub_origin, open_hub
 from seqlab.errors import DataError
 
 if TYPE_CHECKING:
@@ -92,19 +92,27 @@ def carve_indices(n: int, fraction: float, seed: int, *, node: str = "data") -> 
 
 
 def require_train_and_val(splits: dict[str, Any], val_fraction: float, seed: int,
-                          pick: Callable[[Any, list[int]], Any], unit: str = "examples", *, node: str = "data") -> None:
+                          pick: Callable[[Any, list[int]], Any], unit: str = "examples", *, node: str = "data",
+                          hub: str | None = None) -> None:
     """``splits`` must hold ``train``, and ``val`` either given or carved out of train by
-    ``<node>.val_fraction`` (``pick(split, indices)``: the split's subset); raises naming the keys."""
+    ``<node>.val_fraction`` (``pick(split, indices)``: the split's subset); raises naming the keys
+    (``hub``: the name of the hub dataset the splits came from, else they came from files)."""
     if "train" not in splits:
         raise DataError(f"{node}.train.path: no training split given")
     if val_fraction > 0:
         if "val" in splits:
+            if hub is not None:
+                raise DataError(f"{node}.val_fraction > 0 carves validation out of train, but {node}.name={hub!r} "
+                                f"has a validation split; set {node}.val_fraction=0 to use it")
             raise DataError(f"{node}.val_fraction > 0 carves validation out of train, but {node}.val.path is also set; "
                             "use one")
         train_idx, val_idx = carve_indices(len(splits["train"].tokens), val_fraction, seed, node=node)
         splits["train"], splits["val"] = pick(splits["train"], train_idx), pick(splits["train"], val_idx)
         log.info("validation split: %d %s carved from train (seed %d)", len(val_idx), unit, seed)
     if "val" not in splits:
+        if hub is not None:  # its validation split unlabelled (open_hub(val_hint=...) reports a missing one)
+            raise DataError(f"{node}.name={hub!r}: no labelled validation split; "
+                            f"set {node}.val_fraction to carve one from train")
         raise DataError(f"{node}.val.path: no validation split given "
                         f"(or set {node}.val_fraction to carve one from train)")
 
@@ -239,15 +247,34 @@ def _load_table(split: str, path: str, fmt: str, src_col: str, tgt_col: str):
     return _drop_empty(ds, f"data.{split} ({path})"), [Path(path)]
 
 
-def _load_hub(name: str, src_col: str, tgt_col: str) -> dict[str, datasets.Dataset]:
+def _hub_side(ds: datasets.Dataset, where: str, col: str, lang: str, key: str, explicit: bool) -> list[str]:
+    """One side of hub split ``ds``: column ``col`` (``data.<key>``; of ``{lang: text}`` dicts, the
+    ``lang`` entry), or, with ``col`` defaulted to the language, the ``translation`` column's."""
+    if col not in ds.column_names and not explicit and "translation" in ds.column_names:
+        col = "translation"  # wmt16, opus_books, iwslt2017: {"de": ..., "en": ...} per row
+    if col not in ds.column_names:
+        raise DataError(f"{where} has no column {col!r} ({ds.column_names}); "
+                        f"set data.{key} (it defaults to data.{key[:3]}_lang)")
+    values = column(ds, col)
+    if values and isinstance(values[0], dict):
+        if lang not in values[0]:
+            raise DataError(f"{where}: column {col!r} holds no {lang!r} text (languages: {', '.join(values[0])}); "
+                            f"set data.{key[:3]}_lang")
+        values = [(v or {}).get(lang) for v in values]
+    return [str(v or "") for v in values]
+
+
+def _load_hub(name: str, src_col: str | None, tgt_col: str | None, src_lang: str, tgt_lang: str,
+              subset: str | None = None, revision: str | None = None) -> dict[str, datasets.Dataset]:
     splits = {}
     fallback = "the bundled data (data=multi30k) or your own files (data=parallel_files or data=table_files)"
-    for ours, ds in open_hub(name, fallback).items():
-        for c in (src_col, tgt_col):
-            if c not in ds.column_names:
-                raise DataError(f"data.name={name!r}: split {ours!r} has no column {c!r} ({ds.column_names})")
-        ds = hf_datasets().Dataset.from_dict({"src": column(ds, src_col), "tgt": column(ds, tgt_col)})
-        splits[ours] = _drop_empty(ds, f"{name}[{ours}]")
+    hub = open_hub(name, fallback, subset=subset, revision=revision,
+                   val_hint=f"translation needs one: use a dataset that has one, or {fallback}")
+    for ours, ds in hub.items():
+        where = f"data.name={name!r}: split {ours!r}"
+        sides = {side: _hub_side(ds, where, col or lang, lang, f"{side}_column", col is not None)
+                 for side, col, lang in (("src", src_col, src_lang), ("tgt", tgt_col, tgt_lang))}
+        splits[ours] = _drop_empty(hf_datasets().Dataset.from_dict(sides), f"{name}[{ours}]")
     return splits
 
 
@@ -263,6 +290,8 @@ def load_parallel(
     test: dict | None = None,
     tokenizer: str = "space",
     lowercase: bool = False,
+    subset: str | None = None,
+    revision: str | None = None,
 ) -> TextCorpus:
     """Read a parallel corpus (train, val and optionally test) into a ``TextCorpus``."""
     fmt = getattr(format, "value", format)
@@ -274,8 +303,8 @@ def load_parallel(
     if fmt == "hub":
         if not name:
             raise DataError("data.name: a hub dataset name is required with data.format=hub")
-        splits = _load_hub(name, src_col, tgt_col)
-        origin = name
+        splits = _load_hub(name, src_column, tgt_column, src_lang, tgt_lang, subset, revision)
+        origin = hub_origin(name, subset, revision)
     else:
         for split, spec in files.items():
             if fmt == "text" and spec.get("path"):
