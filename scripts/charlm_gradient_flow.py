@@ -29,12 +29,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from seqlab.config import register_schemas  # noqa: E402
 from seqlab.evaluate import restore_task  # noqa: E402
 from seqlab.runtime import CONF_DIR  # noqa: E402
+from seqlab.tasks import charlm  # noqa: E402
+from seqlab.tasks.charlm import fixed_chunks  # noqa: E402
 from seqlab.train import train  # noqa: E402
 from seqlab.training import checkpoint as ckpt_io  # noqa: E402
 
@@ -52,21 +53,10 @@ def train_cell(cell: str, minutes: float, out: Path, overrides: list[str]) -> Pa
 
 
 def gradient_by_lag(task, length: int, chunks: int, seed: int = 0) -> tuple[list[float], float]:
-    """Mean || d loss_T / d x_{T-lag} || over ``chunks`` validation chunks, for lag = 0 .. length-1;
-    and the validation loss of the checkpoint (nats/char)."""
-    net = task.network.eval()
-    ids = task.ids["val"]
-    g = torch.Generator().manual_seed(seed)
-    starts = torch.randint(0, len(ids) - length - 1, (chunks,), generator=g)
-    x = torch.stack([ids[s : s + length] for s in starts.tolist()])  # chunks x length
-    y_last = torch.stack([ids[s + length] for s in starts.tolist()])  # the character after each chunk
-    emb = net.embed(x).detach().requires_grad_(True)  # chunks x length x E
-    out, _ = net.rnn(emb)  # from a zero state; dropout is off in eval mode
-    logits = net.out(out[:, -1])
-    loss = F.cross_entropy(logits.float(), y_last, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, emb)
-    norms = grad.norm(dim=-1).mean(0)  # length: position t
-    by_lag = norms.flip(0).tolist()  # lag 0 = the last input character
+    """Mean || d loss_T / d x_{T-lag} || over ``chunks`` validation chunks, for lag = 0 .. length-1
+    (``seqlab.tasks.charlm.gradient_by_lag``); and the validation loss of the checkpoint (nats/char)."""
+    x, y = fixed_chunks(task.ids["val"], length, chunks, seed)
+    by_lag = charlm.gradient_by_lag(task.network, x.to(task.device), y.to(task.device)).tolist()
     return by_lag, task.evaluate("val", limit=50)["val/loss"]
 
 

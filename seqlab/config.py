@@ -660,6 +660,16 @@ class TaggingTaskConfig:
 
 
 @dataclass
+class GradientFlowConfig:
+    """charlm: at each validation, log10 || d loss_T / d x_{T-lag} || on fixed validation chunks
+    (``val/log10_grad_lag_<lag>``; ``seqlab.tasks.charlm.gradient_by_lag``)."""
+
+    lags: list[int] = field(default_factory=lambda: [1, 10, 30, 100])  # [] = not measured
+    chunks: int = 8  # validation chunks, the same ones at every validation
+    length: int = 128  # characters per chunk, read from a zero state; must exceed the largest lag
+
+
+@dataclass
 class CharLMTaskConfig:
     _target_: str = "seqlab.tasks.charlm.CharLMTask"
     _partial_: bool = True
@@ -672,6 +682,7 @@ class CharLMTaskConfig:
     sample_prime: str = "ROMEO:"
     sample_len: int = 300  # characters sampled into TensorBoard at each validation
     sample_temperature: float = 0.8
+    gradient_flow: GradientFlowConfig = field(default_factory=GradientFlowConfig)
 
 
 def register_text_task_schemas(cs: ConfigStore) -> None:

@@ -1,25 +1,32 @@
-"""Character LM: stream batching, state carrying (chunked == unchunked), presets, debug run, sampling."""
+"""Character LM: stream batching, state carrying (chunked == unchunked), presets, debug run, sampling,
+the gradient reaching earlier characters (task.gradient_flow)."""
 
 from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
 
 import pytest
 import torch
 from textfixtures import PRESETS, TINY, tiny_model
 
 from seqlab.data.chars import CharCorpus, StreamBatchSampler, load_chars
-from seqlab.errors import DataError
+from seqlab.errors import ConfigError, DataError
 from seqlab.evaluate import restore_task
 from seqlab.models.heads import CharLM
-from seqlab.tasks.charlm import CharLMTask
+from seqlab.tasks.charlm import CharLMTask, fixed_chunks, gradient_by_lag
 from seqlab.train import train
 from seqlab.training import checkpoint as ckpt_io
 
 TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east.\n" * 8
 
 
-def toy_task(preset="lstm", bptt=8, **kw) -> CharLMTask:
+def toy_task(preset="lstm", bptt=8, gradient_flow=None, **kw) -> CharLMTask:
     corpus = CharCorpus({"train": TEXT, "val": TEXT[:200]}, "toy")
-    return CharLMTask(tiny_model(preset, **kw), data=corpus, bptt=bptt, attn_window=5, eval_streams=3)
+    return CharLMTask(tiny_model(preset, **kw), data=corpus, bptt=bptt, attn_window=5, eval_streams=3,
+                      gradient_flow=gradient_flow)
 
 
 @pytest.mark.unit
@@ -111,6 +118,15 @@ def test_debug_run_and_sampling(compose_cfg, tmp_path):
     metrics = train(cfg, run)
     assert metrics["val/loss"] < 4.2 and "val/bpc" in metrics  # below uniform over 65 characters
     assert (run / "checkpoints" / "best.pt").is_file() and list((run / "tb").glob("events.*"))
+    # task.gradient_flow's defaults: log10 gradient norms at each validation, in metrics.json and TensorBoard
+    lags = [f"val/log10_grad_lag_{lag}" for lag in (1, 10, 30, 100)]
+    assert all(-30 <= metrics[k] < 2 for k in lags), metrics
+    assert json.loads((run / "metrics.json").read_text())["metrics"][lags[-1]] == metrics[lags[-1]]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    assert set(lags) <= set(acc.Tags()["scalars"])
     task, _ = restore_task(ckpt_io.load(run / "checkpoints" / "best.pt"), with_data=False)
     [text] = task.predict(["ROMEO:"], {"max_len": 40, "temperature": 0.8, "top_k": 10})
     assert text.startswith("ROMEO:") and len(text) == 46
@@ -134,3 +150,95 @@ def test_cli_predict_samples_a_continuation(compose_cfg, tmp_path, cli_env):
                        capture_output=True, text=True, env=cli_env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("ROMEO:") and len(r.stdout.rstrip("\n")) >= 30
+
+
+def cell_with_gradient_path(cell: str) -> CharLM:
+    """A seeded tiny char-LM; rnn: recurrent weights scaled to spectral norm 0.5 (the gradient shrinks
+    at least 2x per step); lstm: forget-gate biases at 5 (the cell state keeps ~all of itself)."""
+    torch.manual_seed(0)
+    net = CharLM(tiny_model(cell), vocab_size=11)
+    with torch.no_grad():
+        if cell == "rnn":
+            w = net.rnn.weight_hh_l0
+            w.mul_(0.5 / torch.linalg.matrix_norm(w, 2))
+        else:
+            H = net.rnn.hidden_size
+            net.rnn.bias_ih_l0[H : 2 * H] = 5.0
+            net.rnn.bias_hh_l0[H : 2 * H] = 5.0
+    return net
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.unit
+def test_gradient_vanishes_for_rnn_not_for_lstm_with_high_forget_bias():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randint(4, 11, (4, 40), generator=g), torch.randint(4, 11, (4,), generator=g)
+    rnn = gradient_by_lag(cell_with_gradient_path("rnn"), x, y)
+    lstm = gradient_by_lag(cell_with_gradient_path("lstm"), x, y)
+    assert rnn.shape == lstm.shape == (40,)
+    assert rnn[1] > 1e-3 and rnn[30] / rnn[1] < 1e-9  # measured: 0.0135 and 1.4e-16
+    assert lstm[1] > 1e-3 and 0.1 < lstm[30] / lstm[1] < 10  # measured: 1.8
+    assert torch.equal(rnn, gradient_by_lag(cell_with_gradient_path("rnn"), x, y))  # deterministic
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.unit
+@pytest.mark.parametrize("preset", ["lstm", "gru_attn"])
+def test_gradient_flow_metrics_leave_grads_and_mode_alone(preset):
+    torch.manual_seed(0)
+    task = toy_task(preset, gradient_flow={"lags": [0, 1, 30], "chunks": 3, "length": 40})
+    out = task.training_step(task.collate(next(iter(task.make_sampler(task.train_lengths(), 4, 0, True, 50)))))
+    out.loss.backward()
+    before = {n: p.grad.clone() for n, p in task.network.named_parameters()}
+    m = task.evaluate("val")
+    assert set(m) == {"val/loss", "val/bpc", "val/log10_grad_lag_0", "val/log10_grad_lag_1", "val/log10_grad_lag_30"}
+    for n, p in task.network.named_parameters():
+        assert torch.equal(p.grad, before[n]), n
+    assert m == task.evaluate("val")  # the same chunks every validation
+    x, y = fixed_chunks(task.ids["val"], 40, 3)
+    by_lag = gradient_by_lag(task.network, x, y)
+    assert m["val/log10_grad_lag_30"] == pytest.approx(math.log10(by_lag[30]))
+    for training in (True, False):
+        task.network.train(training)
+        gradient_by_lag(task.network, x, y)
+        assert task.network.training is training
+        assert all(mod.training is training for mod in task.network.modules())
+    with torch.inference_mode():  # as `seqlab eval` calls it
+        assert task.evaluate("val")["val/log10_grad_lag_30"] == m["val/log10_grad_lag_30"]
+    fresh = toy_task(preset, gradient_flow={"lags": [1], "chunks": 2, "length": 8})
+    fresh.evaluate("val")
+    assert all(p.grad is None for p in fresh.network.parameters())
+    assert set(toy_task(preset).evaluate("val")) == {"val/loss", "val/bpc"}  # None: off
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.unit
+def test_gradient_flow_settings_are_checked():
+    for gf, key in [({"lags": [30], "length": 30}, "task.gradient_flow.length=30"),
+                    ({"lags": [1, -1]}, "task.gradient_flow.lags"), ({"chunks": 0}, "task.gradient_flow.chunks=0")]:
+        with pytest.raises(ConfigError, match=key.replace("[", r"\[")):
+            toy_task(gradient_flow=gf)
+    with pytest.raises(DataError, match="val text \\(200 characters\\).*task.gradient_flow.length=300"):
+        toy_task(gradient_flow={"lags": [1], "length": 300})
+    assert toy_task(gradient_flow={"lags": [], "length": 300}).evaluate("val").keys() == {"val/loss", "val/bpc"}
+
+
+@pytest.mark.unit
+def test_gradient_flow_config_defaults(compose_cfg):
+    gf = compose_cfg(["task=charlm"]).task.gradient_flow
+    assert list(gf.lags) == [1, 10, 30, 100] and gf.chunks == 8 and gf.length > max(gf.lags)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.unit
+def test_gradient_flow_script_measures_with_the_library():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "charlm_gradient_flow.py"
+    spec = importlib.util.spec_from_file_location("charlm_gradient_flow", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    torch.manual_seed(0)
+    task = toy_task("lstm")
+    by_lag, val_loss = script.gradient_by_lag(task, 40, 3)
+    x, y = fixed_chunks(task.ids["val"], 40, 3)
+    assert by_lag == gradient_by_lag(task.network, x, y).tolist() and len(by_lag) == 40
+    assert val_loss == pytest.approx(task.evaluate("val", limit=50)["val/loss"])

@@ -386,9 +386,12 @@ class CharLM(nn.Module):
 
     def forward(self, x: torch.Tensor, state: LMState | None = None):
         """x: B x T ids -> logits B x T x V, the state after the chunk, attention B x T x W (or None)."""
-        B = x.size(0)
-        state = state or self.initial_state(B, x.device)
-        out, rnn_state = self.rnn(self.dropout(self.embed(x)), state.rnn)  # B x T x H
+        return self.forward_embedded(self.embed(x), state)
+
+    def forward_embedded(self, emb: torch.Tensor, state: LMState | None = None):
+        """``forward`` from the input embeddings (B x T x E): gradients w.r.t. the inputs."""
+        state = state or self.initial_state(emb.size(0), emb.device)
+        out, rnn_state = self.rnn(self.dropout(emb), state.rnn)  # B x T x H
         weights = None
         new = LMState(rnn_state)
         if self.attention is not None:
