@@ -130,6 +130,8 @@ class ParallelDataConfig:
     test: SplitFiles = field(default_factory=SplitFiles)
     tokenizer: Tokenizer = Tokenizer.space
     lowercase: bool = False
+    val_fraction: float = 0.0  # >0 and no val split: carve a seeded validation split from train
+    split_seed: int = 1234
 
 
 # ------------------------------------------------------------------------------------------- task
@@ -257,7 +259,7 @@ class SchedulerConfig:
 # ---------------------------------------------------------------------------------------- trainer
 class Precision(str, Enum):
     auto = "auto"  # fp16 autocast on CUDA, fp32 on CPU
-    fast = "fast"  # bf16 autocast where it beats fp32 (a CPU with AMX; a bf16 GPU), else as auto
+    fast = "fast"  # bf16 autocast where it beats fp32 (AMX, or measured at start-up; a bf16 GPU), else as auto
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"

@@ -102,10 +102,33 @@ def test_missing_column_is_named(tmp_path):
 
 def test_missing_val_split(tmp_path):
     src, tgt = _write(tmp_path / "a.de", ["x"]), _write(tmp_path / "a.en", ["y"])
-    with pytest.raises(DataError, match="data.val"):
+    with pytest.raises(DataError, match=r"^data\.val\.src / tgt: no validation split given \(or set data\.val_fraction"):
         load_parallel(format="text", train={"src": src, "tgt": tgt})
+    with pytest.raises(DataError, match=r"^data\.val\.path: no validation split given"):
+        load_parallel(format="tsv", train={"path": _write(tmp_path / "a.tsv", ["de\ten", "x\ty"])})
     with pytest.raises(DataError, match="both src and tgt"):
         load_parallel(format="text", train={"src": src}, val={"src": src, "tgt": tgt})
+
+
+def test_val_fraction_carves_seeded_pairs_from_train_files(tmp_path):
+    de = [f"satz {i} ." for i in range(50)]
+    en = [f"sentence {i} ." for i in range(50)]
+    train = {"src": _write(tmp_path / "t.de", de), "tgt": _write(tmp_path / "t.en", en)}
+    c = load_parallel(format="text", train=train, val_fraction=0.2)
+    assert (len(c.splits["train"]), len(c.splits["val"])) == (40, 10)
+    for split in ("train", "val"):  # each pair kept whole, and in file order
+        ids = [int(s.split()[1]) for s in c.splits[split]["src"]]
+        assert [int(t.split()[1]) for t in c.splits[split]["tgt"]] == ids == sorted(ids)
+    assert sorted([*c.splits["train"]["src"], *c.splits["val"]["src"]]) == sorted(de)
+    same = load_parallel(format="text", train=train, val_fraction=0.2)
+    other = load_parallel(format="text", train=train, val_fraction=0.2, split_seed=7)
+    assert list(same.splits["val"]["src"]) == list(c.splits["val"]["src"]) != list(other.splits["val"]["src"])
+    assert same.fingerprint == c.fingerprint != other.fingerprint
+    val = {"src": _write(tmp_path / "v.de", VAL_DE), "tgt": _write(tmp_path / "v.en", VAL_EN)}
+    assert load_parallel(format="text", train=train, val=val).fingerprint != c.fingerprint
+    with pytest.raises(DataError, match=r"^data\.val_fraction > 0 carves validation out of train, but "
+                                        r"data\.val\.src / tgt is also set; use one$"):
+        load_parallel(format="text", train=train, val=val, val_fraction=0.2)
 
 
 def test_file_problems_name_file_and_line(tmp_path):

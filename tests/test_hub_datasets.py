@@ -422,8 +422,7 @@ def test_hub_without_a_validation_split_says_what_to_do(hub, compose_cfg, preset
     dd = make()
     dd["test"] = dd.pop("validation")
     hub["someone/x"] = dd
-    todo = {"hub": "translation needs one: use a dataset that has one, or the bundled data",
-            "hub_captions": "captioning needs one: use a dataset that has one, or the bundled sample"
+    todo = {"hub_captions": "captioning needs one: use a dataset that has one, or the bundled sample"
             }.get(preset, "set data.val_fraction to carve one from train")
     with pytest.raises(DataError) as e:
         load(compose_cfg, [f"task={task}", f"data={preset}", "data.name=someone/x", *extra])
@@ -433,6 +432,33 @@ def test_hub_without_a_validation_split_says_what_to_do(hub, compose_cfg, preset
     if preset in ("hub_classification", "hub_tagging"):
         c = load(compose_cfg, [f"task={task}", f"data={preset}", "data.name=someone/x", "data.val_fraction=0.25"])
         assert set(c.splits) == {"train", "val", "test"} and len(c.splits["val"].tokens) == 1
+    if preset == "hub":
+        c = load(compose_cfg, [f"task={task}", f"data={preset}", "data.name=someone/x", "data.val_fraction=0.25"])
+        assert set(c.splits) == {"train", "val", "test"} and len(c.splits["val"]) == 1
+
+
+@pytest.mark.unit
+def test_hub_translation_carves_validation_from_a_train_only_dataset(hub, compose_cfg):
+    """opus_books-shaped (one ``translation`` column, a train split only): data.val_fraction carves a
+    seeded validation split out of train, the same pairs each time, disjoint from training, and the
+    cache key follows the fraction and the seed."""
+    hub[("opus_books", "de-en")] = wmt_hub({"train": 40})
+    base = ["data=hub", "data.name=opus_books", "data.subset=de-en", "data.val_fraction=0.1"]
+    c = load(compose_cfg, base)
+    assert set(c.splits) == {"train", "val"} and (len(c.splits["train"]), len(c.splits["val"])) == (36, 4)
+    pairs = {split: list(zip(c.splits[split]["src"], c.splits[split]["tgt"], strict=True)) for split in ("train", "val")}
+    assert all(p in set(zip(DE, EN, strict=True)) for p in pairs["val"])  # pairs stay pairs
+    assert sorted(pairs["train"] + pairs["val"]) == sorted((DE[i % 4], EN[i % 4]) for i in range(40))
+    again, other_seed = load(compose_cfg, base), load(compose_cfg, [*base, "data.split_seed=7"])
+    assert list(again.splits["val"]["src"]) == list(c.splits["val"]["src"]) and again.fingerprint == c.fingerprint
+    assert len({c.fingerprint, other_seed.fingerprint,
+                load(compose_cfg, [*base, "data.val_fraction=0.2"]).fingerprint}) == 3
+    with pytest.raises(DataError, match=r"^data\.val_fraction=1\.0: leaves no training examples \(of 40\)$"):
+        load(compose_cfg, [*base[:-1], "data.val_fraction=1.0"])
+    hub[("opus_books", "de-en")] = wmt_hub({"train": 40, "validation": 4})
+    with pytest.raises(DataError, match=r"^data\.val_fraction > 0 carves validation out of train, but "
+                                        r"data\.name='opus_books' has a validation split; set data\.val_fraction=0"):
+        load(compose_cfg, base)
 
 
 @pytest.mark.unit

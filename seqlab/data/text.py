@@ -93,27 +93,29 @@ def carve_indices(n: int, fraction: float, seed: int, *, node: str = "data") -> 
 
 def require_train_and_val(splits: dict[str, Any], val_fraction: float, seed: int,
                           pick: Callable[[Any, list[int]], Any], unit: str = "examples", *, node: str = "data",
-                          hub: str | None = None) -> None:
+                          hub: str | None = None, files: str = "path") -> None:
     """``splits`` must hold ``train``, and ``val`` either given or carved out of train by
-    ``<node>.val_fraction`` (``pick(split, indices)``: the split's subset); raises naming the keys
-    (``hub``: the name of the hub dataset the splits came from, else they came from files)."""
+    ``<node>.val_fraction`` (``pick(split, indices)``: the split's subset; ``len(split)``, or of its
+    ``tokens``, its size); raises naming the keys (``hub``: the name of the hub dataset the splits came
+    from, else they came from files, given as ``<node>.<split>.<files>``)."""
     if "train" not in splits:
-        raise DataError(f"{node}.train.path: no training split given")
+        raise DataError(f"{node}.train.{files}: no training split given")
     if val_fraction > 0:
         if "val" in splits:
             if hub is not None:
                 raise DataError(f"{node}.val_fraction > 0 carves validation out of train, but {node}.name={hub!r} "
                                 f"has a validation split; set {node}.val_fraction=0 to use it")
-            raise DataError(f"{node}.val_fraction > 0 carves validation out of train, but {node}.val.path is also set; "
-                            "use one")
-        train_idx, val_idx = carve_indices(len(splits["train"].tokens), val_fraction, seed, node=node)
-        splits["train"], splits["val"] = pick(splits["train"], train_idx), pick(splits["train"], val_idx)
+            raise DataError(f"{node}.val_fraction > 0 carves validation out of train, but {node}.val.{files} is also "
+                            "set; use one")
+        train = splits["train"]
+        train_idx, val_idx = carve_indices(len(getattr(train, "tokens", train)), val_fraction, seed, node=node)
+        splits["train"], splits["val"] = pick(train, train_idx), pick(train, val_idx)
         log.info("validation split: %d %s carved from train (seed %d)", len(val_idx), unit, seed)
     if "val" not in splits:
         if hub is not None:  # its validation split unlabelled (open_hub(val_hint=...) reports a missing one)
             raise DataError(f"{node}.name={hub!r}: no labelled validation split; "
                             f"set {node}.val_fraction to carve one from train")
-        raise DataError(f"{node}.val.path: no validation split given "
+        raise DataError(f"{node}.val.{files}: no validation split given "
                         f"(or set {node}.val_fraction to carve one from train)")
 
 
@@ -265,11 +267,12 @@ def _hub_side(ds: datasets.Dataset, where: str, col: str, lang: str, key: str, e
 
 
 def _load_hub(name: str, src_col: str | None, tgt_col: str | None, src_lang: str, tgt_lang: str,
-              subset: str | None = None, revision: str | None = None) -> dict[str, datasets.Dataset]:
+              subset: str | None = None, revision: str | None = None,
+              val_fraction: float = 0.0) -> dict[str, datasets.Dataset]:
     splits = {}
     fallback = "the bundled data (data=multi30k) or your own files (data=parallel_files or data=table_files)"
     hub = open_hub(name, fallback, subset=subset, revision=revision,
-                   val_hint=f"translation needs one: use a dataset that has one, or {fallback}")
+                   val_hint=None if val_fraction > 0 else "set data.val_fraction to carve one from train")
     for ours, ds in hub.items():
         where = f"data.name={name!r}: split {ours!r}"
         sides = {side: _hub_side(ds, where, col or lang, lang, f"{side}_column", col is not None)
@@ -292,8 +295,11 @@ def load_parallel(
     lowercase: bool = False,
     subset: str | None = None,
     revision: str | None = None,
+    val_fraction: float = 0.0,
+    split_seed: int = 1234,
 ) -> TextCorpus:
-    """Read a parallel corpus (train, val and optionally test) into a ``TextCorpus``."""
+    """Read a parallel corpus (train, val and optionally test) into a ``TextCorpus``; without a
+    validation split, ``val_fraction`` > 0 carves a seeded one out of train."""
     fmt = getattr(format, "value", format)
     tok = getattr(tokenizer, "value", tokenizer)
     src_col, tgt_col = src_column or src_lang, tgt_column or tgt_lang
@@ -303,7 +309,7 @@ def load_parallel(
     if fmt == "hub":
         if not name:
             raise DataError("data.name: a hub dataset name is required with data.format=hub")
-        splits = _load_hub(name, src_column, tgt_column, src_lang, tgt_lang, subset, revision)
+        splits = _load_hub(name, src_column, tgt_column, src_lang, tgt_lang, subset, revision, val_fraction)
         origin = hub_origin(name, subset, revision)
     else:
         for split, spec in files.items():
@@ -322,8 +328,10 @@ def load_parallel(
                 splits[split], p = _load_table(split, spec["path"], fmt, src_col, tgt_col)
             paths += p
         origin = _file_digest(paths)
-    for required in ("train", "val"):
-        if required not in splits:
-            raise DataError(f"data.{required}: no {required} split given")
+    files_key = "src / tgt" if fmt == "text" else "path"
+    require_train_and_val(splits, val_fraction, split_seed, lambda ds, ids: ds.select(ids), "sentence pairs",
+                          hub=name if fmt == "hub" else None, files=files_key)
+    if val_fraction > 0:  # the key of a corpus with a val split given stays what it was before this knob
+        origin += f"|val_fraction={val_fraction}|{split_seed}"
     fingerprint = hashlib.sha1(f"{origin}|{src_col}|{tgt_col}|{tok}|{lowercase}".encode()).hexdigest()
     return TextCorpus(splits, src_lang, tgt_lang, tok, lowercase, fingerprint)
