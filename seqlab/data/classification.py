@@ -37,6 +37,9 @@ class LabelledSplit:
     labels: list[str]
     where: list[str]  # "file:line" of each example, for messages
 
+    def __len__(self) -> int:
+        return len(self.tokens)
+
 
 @dataclass
 class LabelledCorpus:

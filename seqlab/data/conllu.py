@@ -38,6 +38,9 @@ class TaggedSplit:
     tags: list[list[str]]
     aux: dict[str, list[list[str]]] = field(default_factory=dict)  # column -> tags per sentence
 
+    def __len__(self) -> int:
+        return len(self.tokens)
+
 
 @dataclass
 class TaggedCorpus:

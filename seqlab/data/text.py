@@ -95,9 +95,9 @@ def require_train_and_val(splits: dict[str, Any], val_fraction: float, seed: int
                           pick: Callable[[Any, list[int]], Any], unit: str = "examples", *, node: str = "data",
                           hub: str | None = None, files: str = "path") -> None:
     """``splits`` must hold ``train``, and ``val`` either given or carved out of train by
-    ``<node>.val_fraction`` (``pick(split, indices)``: the split's subset; ``len(split)``, or of its
-    ``tokens``, its size); raises naming the keys (``hub``: the name of the hub dataset the splits came
-    from, else they came from files, given as ``<node>.<split>.<files>``)."""
+    ``<node>.val_fraction`` (``pick(split, indices)``: the split's subset; ``len(split)``: its size);
+    raises naming the keys (``hub``: the name of the hub dataset the splits came from, else they came
+    from files, given as ``<node>.<split>.<files>``)."""
     if "train" not in splits:
         raise DataError(f"{node}.train.{files}: no training split given")
     if val_fraction > 0:
@@ -108,7 +108,7 @@ def require_train_and_val(splits: dict[str, Any], val_fraction: float, seed: int
             raise DataError(f"{node}.val_fraction > 0 carves validation out of train, but {node}.val.{files} is also "
                             "set; use one")
         train = splits["train"]
-        train_idx, val_idx = carve_indices(len(getattr(train, "tokens", train)), val_fraction, seed, node=node)
+        train_idx, val_idx = carve_indices(len(train), val_fraction, seed, node=node)
         splits["train"], splits["val"] = pick(train, train_idx), pick(train, val_idx)
         log.info("validation split: %d %s carved from train (seed %d)", len(val_idx), unit, seed)
     if "val" not in splits:
